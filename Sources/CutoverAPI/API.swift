@@ -1,0 +1,70 @@
+import CutoverController
+import CutoverCore
+import CutoverStore
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// What the HTTP layer needs from the rest of Cutover.
+public struct APIDependencies: Sendable {
+    public var controlPlane: ControlPlane
+    public var auth: AuthSettings
+    public var allowedHosts: HostAllowlist
+    /// Renders `/metrics`; nil when metrics are not exported.
+    public var metrics: (@Sendable () -> String)?
+
+    public init(
+        controlPlane: ControlPlane, auth: AuthSettings, allowedHosts: HostAllowlist = .any,
+        metrics: (@Sendable () -> String)? = nil
+    ) {
+        self.controlPlane = controlPlane
+        self.auth = auth
+        self.allowedHosts = allowedHosts
+        self.metrics = metrics
+    }
+
+    var store: any Store { controlPlane.store }
+    var authenticator: Authenticator { Authenticator(settings: auth, store: store) }
+}
+
+public enum CutoverAPI {
+    /// The router with every route of SPEC §2 and the error envelope around them.
+    public static func router(_ deps: APIDependencies) -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
+        router.add(middleware: ErrorEnvelopeMiddleware())
+        OperationsRoutes(deps: deps).register(on: router)
+        RegistrationRoutes(deps: deps).register(on: router)
+        AgentRoutes(deps: deps).register(on: router)
+        DeploymentRoutes(deps: deps).register(on: router)
+        return router
+    }
+}
+
+/// Renders every error as `{"message", "code", "data"}` (SPEC §2).
+struct ErrorEnvelopeMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as CutoverError {
+            return Wire.response(Wire.error(error), status: .init(code: error.status))
+        } catch let error as HTTPError {
+            let mapped: CutoverError =
+                switch error.status {
+                case .notFound: .notFound("no route for \(request.method) \(request.uri.path)")
+                case .contentTooLarge: .payloadTooLarge("request body is too large")
+                case .badRequest: .malformed(error.body ?? "bad request")
+                case .methodNotAllowed: .notFound("\(request.method) is not supported on \(request.uri.path)")
+                default: .malformed(error.body ?? error.status.reasonPhrase)
+                }
+            return Wire.response(Wire.error(mapped), status: .init(code: mapped.status))
+        } catch {
+            context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            let body: JSONValue = ["message": .string("internal error: \(error)"), "code": 500, "data": nil]
+            return Wire.response(body, status: .internalServerError)
+        }
+    }
+}

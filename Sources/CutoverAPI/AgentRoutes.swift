@@ -1,0 +1,100 @@
+import CutoverController
+import CutoverCore
+import Hummingbird
+
+/// `/agents`, `/agents/{id}`, `/agents/name/{name}`, `/agents/{id}/rollback`, `/agents/{id}/events`.
+struct AgentRoutes {
+    let deps: APIDependencies
+    static let orderable = ["created_at", "updated_at", "name", "status", "registered_at"]
+    static let eventOrderable = ["created_at", "type"]
+
+    func register(on router: Router<APIRequestContext>) {
+        router.get("/agents") { request, _ in
+            let principal = try await deps.authenticator.principal(request)
+            let page = try QueryInput(request).page(orderable: Self.orderable)
+            let agents: [Agent]
+            if case .agent(let id) = principal {
+                let own = try await deps.store.read { try await $0.agent(id: id) }
+                agents = page.number == 1 ? own.map { [$0] } ?? [] : []
+            } else {
+                agents = try await deps.store.read { try await $0.listAgents(page: page) }
+            }
+            return Wire.response(.array(agents.map(Wire.agent)))
+        }
+        router.get("/agents/name/:name") { request, context in
+            let agent = try await visibleAgent(request, byName: try context.parameters.require("name"))
+            return Wire.response(Wire.agent(agent))
+        }
+        router.get("/agents/:id") { request, context in
+            let agent = try await visibleAgent(request, id: try context.parameters.require("id"))
+            return Wire.response(Wire.agent(agent))
+        }
+        router.delete("/agents/name/:name") { request, context in
+            try await deleteAgent(request, try await visibleAgent(request, byName: try context.parameters.require("name")))
+        }
+        router.delete("/agents/:id") { request, context in
+            try await deleteAgent(request, try await visibleAgent(request, id: try context.parameters.require("id")))
+        }
+        router.post("/agents/:id/rollback") { request, context in
+            let (agent, principal) = try await authorizedAgent(request, context)
+            try principal.requireAdmin(for: agent, action: "roll back")
+            let dryRun = try QueryInput(request).dryRun
+            var body = try await BodyFields.read(request, allowEmpty: true)
+            let target = body.string("to_deployment_id", rule: Rules.deploymentIdProblem)
+            let reason = body.string("reason") { Rules.shortTextProblem($0, max: 1024) }
+            try body.check()
+            let deployment = try await deps.controlPlane.rollback(
+                agentId: agent.id, to: target, reason: reason, RequestContext(actor: principal.actor, dryRun: dryRun))
+            return Wire.response(Wire.deployment(deployment), dryRun: dryRun)
+        }
+        router.get("/agents/:id/events") { request, context in
+            let (agent, _) = try await authorizedAgent(request, context)
+            let page = try QueryInput(request).page(orderable: Self.eventOrderable)
+            let events = try await deps.store.read { try await $0.listEvents(agentId: agent.id, deploymentId: nil, page: page) }
+            return Wire.response(.array(events.map(Wire.event)))
+        }
+    }
+
+    func deleteAgent(_ request: Request, _ agent: Agent) async throws -> Response {
+        let principal = try await deps.authenticator.principal(request)
+        try principal.requireAdmin(for: agent, action: "delete an agent")
+        let dryRun = try QueryInput(request).dryRun
+        _ = try await deps.controlPlane.deleteAgent(id: agent.id, RequestContext(actor: principal.actor, dryRun: dryRun))
+        return Wire.response(
+            ["id": .string(agent.id), "message": .string("agent '\(agent.name)' deleted")], dryRun: dryRun)
+    }
+
+    func visibleAgent(_ request: Request, id: String) async throws -> Agent {
+        let principal = try await deps.authenticator.principal(request)
+        guard let agent = try await deps.store.read({ try await $0.agent(id: id) }) else {
+            throw CutoverError.agentNotFound(id)
+        }
+        try principal.requireVisible(agent)
+        return agent
+    }
+
+    func visibleAgent(_ request: Request, byName name: String) async throws -> Agent {
+        let principal = try await deps.authenticator.principal(request)
+        guard let agent = try await deps.store.read({ try await $0.agent(name: name) }) else {
+            throw CutoverError.agentNotFound(name)
+        }
+        try principal.requireVisible(agent)
+        return agent
+    }
+
+    func authorizedAgent(_ request: Request, _ context: APIRequestContext) async throws -> (Agent, Principal) {
+        try await deps.resolveAgent(request, id: try context.parameters.require("id"))
+    }
+}
+
+extension APIDependencies {
+    /// Authenticates the caller and finds the `{id}` agent it may see (404 otherwise).
+    func resolveAgent(_ request: Request, id: String) async throws -> (Agent, Principal) {
+        let principal = try await authenticator.principal(request)
+        guard let agent = try await store.read({ try await $0.agent(id: id) }) else {
+            throw CutoverError.agentNotFound(id)
+        }
+        try principal.requireVisible(agent)
+        return (agent, principal)
+    }
+}

@@ -1,0 +1,93 @@
+import CutoverController
+import CutoverCore
+import Hummingbird
+
+/// `/agents/{id}/deployments[/{did}[/promote|/restore|/events]]`.
+struct DeploymentRoutes {
+    let deps: APIDependencies
+    static let orderable = ["created_at", "status", "registered_at", "ready_at", "promoted_at", "docker_image"]
+
+    func register(on router: Router<APIRequestContext>) {
+        router.post("/agents/:id/deployments") { request, context in
+            let (agent, principal) = try await deps.resolveAgent(request, id: try context.parameters.require("id"))
+            let dryRun = try QueryInput(request).dryRun
+            var body = try await BodyFields.read(request)
+            let image = body.string("docker_image", required: true) { Rules.shortTextProblem($0, max: 1024) }
+            let id = body.string("id", rule: Rules.deploymentIdProblem)
+            let metadata = body.metadata("registration_metadata")
+            let sgp = body.string("sgp_deploy_id") { Rules.shortTextProblem($0) }
+            let helm = body.string("helm_release_name") { Rules.shortTextProblem($0) }
+            try body.check()
+            let deployment = try await deps.controlPlane.createDeployment(
+                agentId: agent.id,
+                .init(dockerImage: image!, id: id, registrationMetadata: metadata, sgpDeployId: sgp, helmReleaseName: helm),
+                RequestContext(actor: principal.actor, dryRun: dryRun))
+            return Wire.response(Wire.deployment(deployment), dryRun: dryRun)
+        }
+        router.get("/agents/:id/deployments") { request, context in
+            let (agent, _) = try await deps.resolveAgent(request, id: try context.parameters.require("id"))
+            let query = QueryInput(request)
+            let page = try query.page(orderable: Self.orderable)
+            let includeDeleted = try query.flag("include_deleted")
+            let list = try await deps.store.read {
+                try await $0.listDeployments(agentId: agent.id, includeDeleted: includeDeleted, page: page)
+            }
+            return Wire.response(.array(list.map(Wire.deployment)))
+        }
+        router.get("/agents/:id/deployments/:did") { request, context in
+            let (_, deployment, _) = try await resolve(request, context)
+            return Wire.response(Wire.deployment(deployment))
+        }
+        router.get("/agents/:id/deployments/:did/events") { request, context in
+            let (agent, deployment, _) = try await resolve(request, context)
+            let page = try QueryInput(request).page(orderable: AgentRoutes.eventOrderable)
+            let events = try await deps.store.read {
+                try await $0.listEvents(agentId: agent.id, deploymentId: deployment.id, page: page)
+            }
+            return Wire.response(.array(events.map(Wire.event)))
+        }
+        router.post("/agents/:id/deployments/:did/promote") { request, context in
+            let (agent, deployment, principal) = try await resolve(request, context)
+            try principal.requireAdmin(for: agent, action: "promote")
+            let dryRun = try QueryInput(request).dryRun
+            var body = try await BodyFields.read(request, allowEmpty: true)
+            let reason = body.string("reason") { Rules.shortTextProblem($0, max: 1024) }
+            try body.check()
+            let promoted = try await deps.controlPlane.promote(
+                agentId: agent.id, deploymentId: deployment.id, reason: reason,
+                RequestContext(actor: principal.actor, dryRun: dryRun))
+            return Wire.response(Wire.deployment(promoted), dryRun: dryRun)
+        }
+        router.delete("/agents/:id/deployments/:did") { request, context in
+            let (agent, deployment, principal) = try await resolve(request, context)
+            try principal.requireAdmin(for: agent, action: "delete a deployment")
+            let dryRun = try QueryInput(request).dryRun
+            let deleted = try await deps.controlPlane.deleteDeployment(
+                agentId: agent.id, deploymentId: deployment.id, RequestContext(actor: principal.actor, dryRun: dryRun))
+            let until = deleted.expiresAt.map { "; restorable until \($0)" } ?? ""
+            return Wire.response(
+                ["id": .string(deployment.id), "message": .string("deployment '\(deployment.id)' deleted\(until)")],
+                dryRun: dryRun)
+        }
+        router.post("/agents/:id/deployments/:did/restore") { request, context in
+            let (agent, deployment, principal) = try await resolve(request, context)
+            try principal.requireAdmin(for: agent, action: "restore a deployment")
+            let dryRun = try QueryInput(request).dryRun
+            let restored = try await deps.controlPlane.restoreDeployment(
+                agentId: agent.id, deploymentId: deployment.id, RequestContext(actor: principal.actor, dryRun: dryRun))
+            return Wire.response(Wire.deployment(restored), dryRun: dryRun)
+        }
+    }
+
+    /// The `{id}` agent and its `{did}` deployment: 404 unless the deployment belongs to that agent.
+    func resolve(
+        _ request: Request, _ context: APIRequestContext
+    ) async throws -> (Agent, Deployment, Principal) {
+        let (agent, principal) = try await deps.resolveAgent(request, id: try context.parameters.require("id"))
+        let did = try context.parameters.require("did")
+        guard let deployment = try await deps.store.read({ try await $0.deployment(id: did) }),
+            deployment.agentId == agent.id
+        else { throw CutoverError.deploymentNotFound(did, agent: agent.id) }
+        return (agent, deployment, principal)
+    }
+}

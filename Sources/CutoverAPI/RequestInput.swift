@@ -1,0 +1,135 @@
+import CutoverCore
+import Foundation
+import Hummingbird
+
+/// Reads a JSON request body field by field, collecting every problem so one 422 lists them all.
+struct BodyFields {
+    let object: [String: JSONValue]
+    private(set) var problems: [FieldProblem] = []
+
+    init(_ object: [String: JSONValue]) { self.object = object }
+
+    /// Reads the body (at most `limit` bytes); an empty body reads as `{}` when `allowEmpty`.
+    static func read(
+        _ request: Request, limit: Int = APILimits.controlBody, allowEmpty: Bool = false
+    ) async throws -> BodyFields {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw CutoverError.payloadTooLarge("request body is larger than \(limit / 1024) KiB")
+        }
+        if buffer.readableBytes == 0 {
+            if allowEmpty { return BodyFields([:]) }
+            throw CutoverError.malformed("request body is empty; expected a JSON object")
+        }
+        let value: JSONValue
+        do {
+            value = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw CutoverError.malformed("request body is not valid JSON")
+        }
+        guard let object = value.objectValue else {
+            throw CutoverError.invalid("body", "must be a JSON object, not \(value.typeName)")
+        }
+        return BodyFields(object)
+    }
+
+    mutating func fail(_ field: String, _ problem: String) {
+        problems.append(FieldProblem(field: field, problem: problem))
+    }
+
+    mutating func string(_ key: String, required: Bool = false, rule: ((String) -> String?)? = nil) -> String? {
+        guard let value = object[key], !value.isNull else {
+            if required { fail(key, "is required") }
+            return nil
+        }
+        guard let text = value.stringValue else {
+            fail(key, "must be a string, not \(value.typeName)")
+            return nil
+        }
+        if let problem = rule?(text) {
+            fail(key, problem)
+            return nil
+        }
+        return text
+    }
+
+    mutating func enumValue<E: RawRepresentable & CaseIterable>(_ key: String, _: E.Type) -> E?
+    where E.RawValue == String {
+        guard let text = string(key) else { return nil }
+        guard let value = E(rawValue: text) else {
+            fail(key, "must be one of \(E.allCases.map(\.rawValue).joined(separator: ", "))")
+            return nil
+        }
+        return value
+    }
+
+    mutating func metadata(_ key: String) -> [String: JSONValue]? {
+        guard let value = object[key], !value.isNull else { return nil }
+        guard let metadata = value.objectValue else {
+            fail(key, "must be a JSON object, not \(value.typeName)")
+            return nil
+        }
+        if let size = try? JSONEncoder().encode(metadata).count, size > Rules.maxMetadataBytes {
+            fail(key, "must be at most 64 KiB of JSON")
+            return nil
+        }
+        return metadata
+    }
+
+    /// Throws the collected problems as one 422.
+    func check() throws {
+        if !problems.isEmpty { throw CutoverError.validation(problems) }
+    }
+}
+
+/// The query parameters of lists and mutating routes.
+struct QueryInput {
+    let parameters: [String: String]
+
+    init(_ request: Request) {
+        var parameters: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters {
+            parameters[String(key)] = String(value)
+        }
+        self.parameters = parameters
+    }
+
+    var dryRun: Bool { get throws { try flag("dry_run") } }
+
+    func flag(_ name: String) throws -> Bool {
+        switch parameters[name]?.lowercased() {
+        case nil, "false", "0": return false
+        case "true", "1", "": return true
+        default: throw CutoverError.invalid(name, "must be true or false")
+        }
+    }
+
+    func page(orderable columns: [String]) throws -> Page {
+        var problems: [FieldProblem] = []
+        var page = Page()
+        if let text = parameters["limit"] {
+            if let n = Int(text), (1...1000).contains(n) { page.limit = n } else {
+                problems.append(.init(field: "limit", problem: "must be an integer from 1 to 1000"))
+            }
+        }
+        if let text = parameters["page_number"] {
+            if let n = Int(text), n >= 1, n <= 1_000_000 { page.number = n } else {
+                problems.append(.init(field: "page_number", problem: "must be an integer of at least 1"))
+            }
+        }
+        if let column = parameters["order_by"] {
+            if columns.contains(column) { page.orderBy = column } else {
+                problems.append(.init(field: "order_by", problem: "must be one of \(columns.joined(separator: ", "))"))
+            }
+        }
+        if let text = parameters["order_direction"] {
+            if let direction = SortDirection(rawValue: text.lowercased()) { page.direction = direction } else {
+                problems.append(.init(field: "order_direction", problem: "must be asc or desc"))
+            }
+        }
+        if !problems.isEmpty { throw CutoverError.validation(problems) }
+        return page
+    }
+}

@@ -1,0 +1,340 @@
+import CutoverCore
+import CutoverStore
+import Logging
+
+/// Settings of the control plane's own decisions (the controller's runtime settings live elsewhere).
+public struct ControlPlaneSettings: Sendable {
+    public var reconcile: ReconcilePolicy
+    public var deletionGrace: Duration
+
+    public init(reconcile: ReconcilePolicy = .init(), deletionGrace: Duration = .seconds(24 * 3600)) {
+        self.reconcile = reconcile
+        self.deletionGrace = deletionGrace
+    }
+}
+
+/// Every change to desired state, each one transaction that locks the agent row first (so writers of one
+/// agent serialize), checks, writes and records its events.
+public final class ControlPlane: Sendable {
+    public let store: any Store
+    public let settings: ControlPlaneSettings
+    let logger: Logger
+
+    public init(store: any Store, settings: ControlPlaneSettings, logger: Logger) {
+        self.store = store
+        self.settings = settings
+        self.logger = logger
+    }
+
+    // MARK: Registration (SPEC §3)
+
+    public func register(_ request: RegistrationRequest, _ ctx: RequestContext) async throws -> Agent {
+        try await store.transaction(dryRun: ctx.dryRun) { tx in
+            let (agent, _) = try await Self.findOrCreateAgent(
+                tx, id: request.agentId, name: request.name, now: ctx.now
+            ) {
+                Agent(
+                    id: Identifiers.uuid(), name: request.name, description: request.description,
+                    status: request.deploymentId == nil ? .ready : .unknown, acpType: request.acpType,
+                    agentInputType: request.agentInputType, createdAt: ctx.now, updatedAt: ctx.now,
+                    apiKey: Identifiers.apiKey())
+            }
+            if let deploymentId = request.deploymentId {
+                try await Self.observeRegistration(tx, agent: agent, deploymentId: deploymentId, request, ctx)
+                return agent
+            }
+            return try await Self.registerLegacy(tx, agent: agent, request, ctx)
+        }
+    }
+
+    /// Finds the agent by id (404 when unknown) or by name, or creates it; concurrent first registrations of
+    /// one name create one agent, because the insert loses quietly to the winner and then reads it.
+    static func findOrCreateAgent(
+        _ tx: StoreTransaction, id: String?, name: String, now: Timestamp, make: () -> Agent
+    ) async throws -> (Agent, created: Bool) {
+        if let id {
+            guard let agent = try await tx.agent(id: id, lock: true) else { throw CutoverError.agentNotFound(id) }
+            return (agent, false)
+        }
+        if let agent = try await tx.agent(name: name, lock: true) { return (agent, false) }
+        let fresh = make()
+        if try await tx.insertAgentIfAbsent(fresh) { return (fresh, true) }
+        guard let agent = try await tx.agent(name: name, lock: true) else {
+            throw CutoverError.conflict("agent '\(name)' is being created concurrently; retry")
+        }
+        return (agent, false)
+    }
+
+    /// A pod of one deployment registered: record the observation on the deployment only.
+    static func observeRegistration(
+        _ tx: StoreTransaction, agent: Agent, deploymentId: String, _ request: RegistrationRequest,
+        _ ctx: RequestContext
+    ) async throws {
+        var deployment = try await tx.deployment(id: deploymentId, lock: true)
+        if deployment == nil {
+            let image = request.registrationMetadata?["docker_image"]?.stringValue
+            let fallbackImage = try await tx.lastDockerImage(agentId: agent.id)
+            let fresh = Deployment(
+                id: deploymentId, agentId: agent.id, dockerImage: image ?? fallbackImage ?? "unknown",
+                registrationMetadata: request.registrationMetadata, createdAt: ctx.now)
+            if try await tx.insertDeploymentIfAbsent(fresh) {
+                try await tx.appendEvent(
+                    agentId: agent.id,
+                    .init(deploymentId: deploymentId, type: .created, message: "created by the registration of a pod"),
+                    actor: .registration, at: ctx.now)
+                deployment = fresh
+            } else {
+                deployment = try await tx.deployment(id: deploymentId, lock: true)
+            }
+        }
+        guard var deployment, deployment.agentId == agent.id else {
+            throw CutoverError.conflict(
+                "deployment id '\(deploymentId)' belongs to another agent; a deployment never changes owner")
+        }
+        deployment.acpURL = request.acpURL
+        deployment.registeredAt = ctx.now
+        if let metadata = request.registrationMetadata { deployment.registrationMetadata = metadata }
+        try await tx.updateDeployment(deployment)
+        try await tx.appendEvent(
+            agentId: agent.id,
+            .init(deploymentId: deploymentId, type: .registered, message: "pod registered at \(request.acpURL)"),
+            actor: .registration, at: ctx.now)
+    }
+
+    /// A registration without a deployment id: the agent's legacy route, which clears production (as in Agentex).
+    static func registerLegacy(
+        _ tx: StoreTransaction, agent: Agent, _ request: RegistrationRequest, _ ctx: RequestContext
+    ) async throws -> Agent {
+        var agent = agent
+        agent.acpURL = request.acpURL
+        agent.description = request.description
+        agent.acpType = request.acpType
+        if let input = request.agentInputType { agent.agentInputType = input }
+        if let metadata = request.registrationMetadata {
+            agent.registrationMetadata = (agent.registrationMetadata ?? [:]).merging(metadata) { _, new in new }
+        }
+        agent.status = .ready
+        agent.statusReason = nil
+        agent.registeredAt = ctx.now
+        agent.updatedAt = ctx.now
+        if let productionId = agent.productionDeploymentId {
+            if var production = try await tx.deployment(id: productionId, lock: true) {
+                production.isProduction = false
+                production.demotedAt = ctx.now
+                try await tx.updateDeployment(production)
+            }
+            agent.productionDeploymentId = nil
+            try await tx.appendEvent(
+                agentId: agent.id,
+                .init(deploymentId: productionId, type: .productionCleared,
+                      message: "a legacy registration (no deployment_id) took over routing from '\(productionId)'"),
+                actor: .registration, at: ctx.now)
+        }
+        try await tx.updateAgent(agent)
+        try await tx.appendEvent(
+            agentId: agent.id,
+            .init(deploymentId: nil, type: .registered, message: "legacy registration at \(request.acpURL)"),
+            actor: .registration, at: ctx.now)
+        return agent
+    }
+
+    public func registerBuild(_ request: BuildRegistrationRequest, _ ctx: RequestContext) async throws -> Agent {
+        try await store.transaction(dryRun: ctx.dryRun) { tx in
+            try await Self.findOrCreateAgent(tx, id: nil, name: request.name, now: ctx.now) {
+                Agent(
+                    id: Identifiers.uuid(), name: request.name, description: request.description, status: .buildOnly,
+                    acpType: .async, agentInputType: request.agentInputType,
+                    registrationMetadata: request.registrationMetadata, createdAt: ctx.now, updatedAt: ctx.now,
+                    apiKey: Identifiers.apiKey())
+            }.0
+        }
+    }
+
+    public func deleteAgent(id: String, _ ctx: RequestContext) async throws -> Agent {
+        try await store.transaction(dryRun: ctx.dryRun) { tx in
+            guard var agent = try await tx.agent(id: id, lock: true) else { throw CutoverError.agentNotFound(id) }
+            guard agent.status != .deleted else { return agent }
+            agent.status = .deleted
+            agent.updatedAt = ctx.now
+            try await tx.updateAgent(agent)
+            try await tx.appendEvent(
+                agentId: agent.id, .init(deploymentId: nil, type: .deleted, message: "agent '\(agent.name)' deleted"),
+                actor: ctx.actor, at: ctx.now)
+            return agent
+        }
+    }
+
+    // MARK: Deployments
+
+    public func createDeployment(
+        agentId: String, _ request: DeploymentRequest, _ ctx: RequestContext
+    ) async throws -> Deployment {
+        try await store.transaction(dryRun: ctx.dryRun) { tx in
+            let agent = try await Self.lockAgent(tx, agentId)
+            guard agent.status != .deleted else {
+                throw CutoverError.conflict("agent '\(agent.name)' is deleted; it takes no new deployments")
+            }
+            let id = request.id ?? Identifiers.uuid()
+            let fresh = Deployment(
+                id: id, agentId: agent.id, dockerImage: request.dockerImage,
+                registrationMetadata: request.registrationMetadata, sgpDeployId: request.sgpDeployId,
+                helmReleaseName: request.helmReleaseName, createdAt: ctx.now)
+            guard try await tx.insertDeploymentIfAbsent(fresh) else {
+                guard let existing = try await tx.deployment(id: id), existing.agentId == agent.id else {
+                    throw CutoverError.conflict("deployment id '\(id)' belongs to another agent")
+                }
+                return existing
+            }
+            try await tx.appendEvent(
+                agentId: agent.id, .init(deploymentId: id, type: .created, message: "created with image \(request.dockerImage)"),
+                actor: ctx.actor, at: ctx.now)
+            return fresh
+        }
+    }
+
+    public func promote(
+        agentId: String, deploymentId: String, reason: String?, _ ctx: RequestContext
+    ) async throws -> Deployment {
+        try await store.transaction(dryRun: ctx.dryRun) { tx in
+            let agent = try await Self.lockAgent(tx, agentId)
+            let target = try await Self.ownedDeployment(tx, agent: agent, deploymentId)
+            return try await Self.apply(tx, agent: agent, target: target, kind: .promote, reason: reason, ctx)
+        }
+    }
+
+    public func rollback(
+        agentId: String, to requestedId: String?, reason: String?, _ ctx: RequestContext
+    ) async throws -> Deployment {
+        try await store.transaction(dryRun: ctx.dryRun) { tx in
+            let agent = try await Self.lockAgent(tx, agentId)
+            let requested = try await requestedId.asyncMap { try await tx.deployment(id: $0, lock: true) }
+            let history = try await tx.formerProductionDeployments(agentId: agent.id)
+            let target = try Rollback.target(
+                agent: agent, requested: requested ?? nil, requestedId: requestedId, history: history)
+            return try await Self.apply(tx, agent: agent, target: target, kind: .rollback, reason: reason, ctx)
+        }
+    }
+
+    /// Writes a promotion plan: the demotion first, so the one-production index never sees two.
+    static func apply(
+        _ tx: StoreTransaction, agent: Agent, target: Deployment, kind: PromotionKind, reason: String?,
+        _ ctx: RequestContext
+    ) async throws -> Deployment {
+        let current = try await agent.productionDeploymentId.asyncMap { try await tx.deployment(id: $0, lock: true) }
+        let plan = try Promotion.plan(
+            agent: agent, target: target, current: current ?? nil, kind: kind, reason: reason, now: ctx.now)
+        if plan.isNoop { return plan.target }
+        if let demoted = plan.demoted { try await tx.updateDeployment(demoted) }
+        try await tx.updateDeployment(plan.target)
+        try await tx.updateAgent(plan.agent)
+        for event in plan.events { try await tx.appendEvent(agentId: agent.id, event, actor: ctx.actor, at: ctx.now) }
+        return plan.target
+    }
+
+    public func deleteDeployment(
+        agentId: String, deploymentId: String, _ ctx: RequestContext
+    ) async throws -> Deployment {
+        try await store.transaction(dryRun: ctx.dryRun) { tx in
+            let agent = try await Self.lockAgent(tx, agentId)
+            var deployment = try await Self.ownedDeployment(tx, agent: agent, deploymentId)
+            guard !deployment.isProduction else {
+                throw CutoverError.conflict(
+                    "deployment '\(deploymentId)' is production; promote or roll back to another deployment before deleting it")
+            }
+            guard !deployment.isDeleted else { return deployment }
+            deployment.expiresAt = ctx.now + self.settings.deletionGrace
+            try await tx.updateDeployment(deployment)
+            try await tx.appendEvent(
+                agentId: agent.id,
+                .init(deploymentId: deploymentId, type: .deleted,
+                      message: "soft-deleted; restorable until \(deployment.expiresAt!)"),
+                actor: ctx.actor, at: ctx.now)
+            return deployment
+        }
+    }
+
+    public func restoreDeployment(
+        agentId: String, deploymentId: String, _ ctx: RequestContext
+    ) async throws -> Deployment {
+        try await store.transaction(dryRun: ctx.dryRun) { tx in
+            let agent = try await Self.lockAgent(tx, agentId)
+            var deployment = try await Self.ownedDeployment(tx, agent: agent, deploymentId)
+            guard deployment.isDeleted else { return deployment }
+            deployment.expiresAt = nil
+            try await tx.updateDeployment(deployment)
+            try await tx.appendEvent(
+                agentId: agent.id, .init(deploymentId: deploymentId, type: .restored, message: "restored"),
+                actor: ctx.actor, at: ctx.now)
+            return deployment
+        }
+    }
+
+    // MARK: Reconcile results (the controller's writes)
+
+    /// Applies a reconcile decision under the agent's lock, deciding again on the locked row so a stale
+    /// read (deleted, already ready, re-registered) changes nothing.
+    public func applyReconcile(
+        deploymentId: String, probe: ProbeOutcome?, now: Timestamp
+    ) async throws -> ReconcileAction {
+        let policy = settings.reconcile
+        return try await store.transaction { tx in
+            guard let unlocked = try await tx.deployment(id: deploymentId) else { return .none }
+            let agent = try await Self.lockAgent(tx, unlocked.agentId)
+            guard var deployment = try await tx.deployment(id: deploymentId, lock: true) else { return .none }
+            let action = Reconcile.decide(deployment, probe: probe, now: now, policy: policy)
+            let ctx = RequestContext(actor: .controller, now: now)
+            switch action {
+            case .markReady:
+                deployment.status = .ready
+                deployment.readyAt = now
+                deployment.statusReason = nil
+                try await tx.updateDeployment(deployment)
+                try await tx.appendEvent(
+                    agentId: agent.id,
+                    .init(deploymentId: deploymentId, type: .ready, message: "readiness probe passed"),
+                    actor: .controller, at: now)
+                if Reconcile.shouldAutoPromote(agent: agent, policy: policy.autoPromote) {
+                    _ = try await Self.apply(tx, agent: agent, target: deployment, kind: .autoPromote, reason: nil, ctx)
+                }
+            case .markFailed(let reason, let detail):
+                deployment.status = .failed
+                deployment.statusReason = "\(reason.rawValue): \(detail)"
+                try await tx.updateDeployment(deployment)
+                try await tx.appendEvent(
+                    agentId: agent.id,
+                    .init(deploymentId: deploymentId, type: .failed, reason: reason.rawValue, message: detail),
+                    actor: .controller, at: now)
+            case .awaitRegistration, .retryProbe:
+                let hint = Reconcile.pendingHint(action)
+                if deployment.statusReason != hint {
+                    deployment.statusReason = hint
+                    try await tx.updateDeployment(deployment)
+                }
+            case .none, .probe:
+                break
+            }
+            return action
+        }
+    }
+
+    // MARK: Helpers
+
+    static func lockAgent(_ tx: StoreTransaction, _ id: String) async throws -> Agent {
+        guard let agent = try await tx.agent(id: id, lock: true) else { throw CutoverError.agentNotFound(id) }
+        return agent
+    }
+
+    static func ownedDeployment(_ tx: StoreTransaction, agent: Agent, _ id: String) async throws -> Deployment {
+        guard let deployment = try await tx.deployment(id: id, lock: true), deployment.agentId == agent.id else {
+            throw CutoverError.deploymentNotFound(id, agent: agent.id)
+        }
+        return deployment
+    }
+}
+
+extension Optional {
+    func asyncMap<U>(_ transform: (Wrapped) async throws -> U) async rethrows -> U? {
+        guard let self else { return nil }
+        return try await transform(self)
+    }
+}

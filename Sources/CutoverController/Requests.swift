@@ -1,0 +1,79 @@
+import CutoverCore
+
+/// Who is asking and how: carried from the API into every unit of work.
+public struct RequestContext: Sendable {
+    public var actor: Actor
+    public var dryRun: Bool
+    public var now: Timestamp
+
+    public init(actor: Actor, dryRun: Bool = false, now: Timestamp = .now()) {
+        self.actor = actor
+        self.dryRun = dryRun
+        self.now = now
+    }
+}
+
+/// A validated `POST /agents/register` (SPEC §3).
+public struct RegistrationRequest: Sendable {
+    public var name: String
+    public var description: String
+    public var acpURL: String
+    public var acpType: ACPType
+    public var agentId: String?
+    public var registrationMetadata: [String: JSONValue]?
+    public var agentInputType: AgentInputType?
+
+    public init(
+        name: String, description: String, acpURL: String, acpType: ACPType, agentId: String? = nil,
+        registrationMetadata: [String: JSONValue]? = nil, agentInputType: AgentInputType? = nil
+    ) {
+        self.name = name
+        self.description = description
+        self.acpURL = acpURL
+        self.acpType = acpType
+        self.agentId = agentId
+        self.registrationMetadata = registrationMetadata
+        self.agentInputType = agentInputType
+    }
+
+    /// Present ⇒ a deployment-scoped registration of that deployment.
+    public var deploymentId: String? { registrationMetadata?["deployment_id"]?.stringValue }
+}
+
+/// A validated `POST /agents/{id}/deployments`.
+public struct DeploymentRequest: Sendable {
+    public var dockerImage: String
+    public var id: String?
+    public var registrationMetadata: [String: JSONValue]?
+    public var sgpDeployId: String?
+    public var helmReleaseName: String?
+
+    public init(
+        dockerImage: String, id: String? = nil, registrationMetadata: [String: JSONValue]? = nil,
+        sgpDeployId: String? = nil, helmReleaseName: String? = nil
+    ) {
+        self.dockerImage = dockerImage
+        self.id = id
+        self.registrationMetadata = registrationMetadata
+        self.sgpDeployId = sgpDeployId
+        self.helmReleaseName = helmReleaseName
+    }
+}
+
+/// A validated `POST /agents/register-build`.
+public struct BuildRegistrationRequest: Sendable {
+    public var name: String
+    public var description: String
+    public var registrationMetadata: [String: JSONValue]?
+    public var agentInputType: AgentInputType?
+
+    public init(
+        name: String, description: String, registrationMetadata: [String: JSONValue]? = nil,
+        agentInputType: AgentInputType? = nil
+    ) {
+        self.name = name
+        self.description = description
+        self.registrationMetadata = registrationMetadata
+        self.agentInputType = agentInputType
+    }
+}

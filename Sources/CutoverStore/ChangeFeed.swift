@@ -1,0 +1,48 @@
+import CutoverCore
+import Synchronization
+
+/// A committed write the controller and route caches react to.
+public struct Change: Sendable, Hashable {
+    public var agentId: String
+    public var deploymentId: String?
+
+    public init(agentId: String, deploymentId: String?) {
+        self.agentId = agentId
+        self.deploymentId = deploymentId
+    }
+}
+
+/// Fans committed changes out to every subscriber. Published after commit only, so a rolled-back or
+/// dry-run transaction notifies nobody.
+public final class ChangeFeed: Sendable {
+    private let subscribers = Mutex<[Int: AsyncStream<Change>.Continuation]>([:])
+    private let nextId = Atomic<Int>(0)
+
+    public init() {}
+
+    public func subscribe() -> AsyncStream<Change> {
+        let (stream, continuation) = AsyncStream<Change>.makeStream(bufferingPolicy: .unbounded)
+        let id = nextId.add(1, ordering: .relaxed).newValue
+        subscribers.withLock { $0[id] = continuation }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.subscribers.withLock { $0.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    public func publish(_ changes: [Change]) {
+        guard !changes.isEmpty else { return }
+        let targets = subscribers.withLock { Array($0.values) }
+        for continuation in targets {
+            for change in changes { continuation.yield(change) }
+        }
+    }
+
+    public func finish() {
+        let targets = subscribers.withLock { s in
+            defer { s.removeAll() }
+            return Array(s.values)
+        }
+        for continuation in targets { continuation.finish() }
+    }
+}

@@ -1,0 +1,94 @@
+/// Versioned schema changes, one list per dialect. Never edit an applied migration: append a new one.
+struct Migration: Sendable {
+    var version: Int
+    var name: String
+    var postgres: [String]
+    var sqlite: [String]
+
+    func statements(for dialect: SQLDialectKind) -> [String] {
+        dialect == .postgres ? postgres : sqlite
+    }
+}
+
+enum Migrations {
+    static var latest: Int { all.last!.version }
+
+    static let all: [Migration] = [
+        Migration(
+            version: 1, name: "records",
+            postgres: tables(serial: "BIGSERIAL PRIMARY KEY") + indexes,
+            sqlite: tables(serial: "INTEGER PRIMARY KEY AUTOINCREMENT") + indexes),
+    ]
+
+    /// Both dialects share these tables but for the insertion-order column. Timestamps are integer
+    /// microseconds since the epoch; flags are 0/1 integers; JSON is text.
+    private static func tables(serial: String) -> [String] {
+        [
+            """
+            CREATE TABLE agents (
+                seq \(serial),
+                id TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL UNIQUE,
+                description TEXT NOT NULL,
+                status TEXT NOT NULL,
+                status_reason TEXT,
+                acp_type TEXT NOT NULL,
+                agent_input_type TEXT,
+                registration_metadata TEXT,
+                registered_at BIGINT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                production_deployment_id TEXT,
+                acp_url TEXT,
+                api_key TEXT NOT NULL,
+                api_key_lookup TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE deployments (
+                seq \(serial),
+                id TEXT NOT NULL UNIQUE,
+                agent_id TEXT NOT NULL REFERENCES agents (id),
+                docker_image TEXT NOT NULL,
+                registration_metadata TEXT,
+                status TEXT NOT NULL,
+                status_reason TEXT,
+                acp_url TEXT,
+                is_production INTEGER NOT NULL DEFAULT 0,
+                sgp_deploy_id TEXT,
+                helm_release_name TEXT,
+                created_at BIGINT NOT NULL,
+                registered_at BIGINT,
+                ready_at BIGINT,
+                promoted_at BIGINT,
+                demoted_at BIGINT,
+                expires_at BIGINT
+            )
+            """,
+            """
+            CREATE TABLE events (
+                seq \(serial),
+                id TEXT NOT NULL UNIQUE,
+                agent_id TEXT NOT NULL,
+                deployment_id TEXT,
+                type TEXT NOT NULL,
+                reason TEXT,
+                message TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            )
+            """,
+        ]
+    }
+
+    private static let indexes = [
+        "CREATE INDEX agents_api_key_lookup ON agents (api_key_lookup)",
+        // Invariant 1, enforced by the database itself.
+        "CREATE UNIQUE INDEX deployments_one_production ON deployments (agent_id) WHERE is_production = 1",
+        "CREATE INDEX deployments_agent_created ON deployments (agent_id, created_at)",
+        "CREATE INDEX deployments_pending ON deployments (status) WHERE status = 'Pending'",
+        "CREATE INDEX deployments_expires ON deployments (expires_at) WHERE expires_at IS NOT NULL",
+        "CREATE INDEX events_agent ON events (agent_id, created_at)",
+        "CREATE INDEX events_deployment ON events (deployment_id, created_at)",
+    ]
+}

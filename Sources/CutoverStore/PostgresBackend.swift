@@ -1,0 +1,35 @@
+import Logging
+import NIOSSL
+import PostgresKit
+import PostgresNIO
+import SQLKit
+
+/// The in-cluster backend: a pooled `PostgresClient`; each unit of work leases one connection.
+final class PostgresBackend: DatabaseBackend {
+    let dialect = SQLDialectKind.postgres
+    let client: PostgresClient
+    private let runTask: Task<Void, Never>
+
+    init(configuration: PostgresClient.Configuration, logger: Logger) {
+        client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let client = client
+        runTask = Task { await client.run() }
+    }
+
+    func withTransaction<T: Sendable>(
+        rollback: Bool, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
+    ) async throws -> T {
+        try await client.withConnection { connection in
+            try await runTransaction(on: connection.sql(), rollback: rollback, body)
+        }
+    }
+
+    func withSession<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in try await body(connection.sql()) }
+    }
+
+    func close() async throws {
+        runTask.cancel()
+        await runTask.value
+    }
+}

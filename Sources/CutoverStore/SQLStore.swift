@@ -1,0 +1,105 @@
+import CutoverCore
+import Logging
+import SQLKit
+
+/// What differs between PostgreSQL and SQLite below the SQL: how a session and a transaction are had.
+protocol DatabaseBackend: Sendable {
+    var dialect: SQLDialectKind { get }
+    /// Runs `body` on one session between BEGIN and COMMIT (or ROLLBACK when `rollback` or on error).
+    func withTransaction<T: Sendable>(
+        rollback: Bool, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
+    ) async throws -> T
+    func withSession<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    func close() async throws
+}
+
+/// The one `Store` implementation: the same SQL on either backend.
+final class SQLStore<Backend: DatabaseBackend>: Store {
+    let backend: Backend
+    let changes = ChangeFeed()
+    let logger: Logger
+
+    init(backend: Backend, logger: Logger) {
+        self.backend = backend
+        self.logger = logger
+    }
+
+    func transaction<T: Sendable>(
+        dryRun: Bool, _ body: @escaping @Sendable (StoreTransaction) async throws -> T
+    ) async throws -> T {
+        let dialect = backend.dialect
+        let (value, changes) = try await backend.withTransaction(rollback: dryRun) { db in
+            let tx = StoreTransaction(db: db, dialect: dialect)
+            let value = try await body(tx)
+            return (value, tx.changes)
+        }
+        if !dryRun { self.changes.publish(changes) }
+        return value
+    }
+
+    func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T {
+        let dialect = backend.dialect
+        return try await backend.withSession { db in try await body(StoreTransaction(db: db, dialect: dialect)) }
+    }
+
+    func migrate() async throws -> [Int] {
+        let dialect = backend.dialect
+        return try await backend.withTransaction(rollback: false) { db in
+            if dialect == .postgres {
+                // Replicas starting together apply each migration once.
+                try await db.raw("SELECT pg_advisory_xact_lock(7243830001)").run()
+            }
+            try await db.raw(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+            ).run()
+            let applied = Set(
+                try await db.raw("SELECT version FROM schema_migrations").all()
+                    .map { try $0.decode(column: "version", as: Int.self) })
+            var done: [Int] = []
+            for migration in Migrations.all where !applied.contains(migration.version) {
+                for statement in migration.statements(for: dialect) {
+                    try await db.raw("\(unsafeRaw: statement)").run()
+                }
+                try await db.raw("""
+                    INSERT INTO schema_migrations (version, name, applied_at) VALUES \
+                    (\(bind: migration.version), \(bind: migration.name), \(bind: Timestamp.now().microseconds))
+                    """).run()
+                done.append(migration.version)
+            }
+            return done
+        }
+    }
+
+    func isReady() async -> Bool {
+        do {
+            return try await backend.withSession { db in
+                let row = try await db.raw("SELECT MAX(version) AS v FROM schema_migrations").first()
+                return try row?.decode(column: "v", as: Int?.self) == Migrations.latest
+            }
+        } catch {
+            return false
+        }
+    }
+
+    func close() async throws {
+        changes.finish()
+        try await backend.close()
+    }
+}
+
+/// Runs BEGIN, `body`, then COMMIT, or ROLLBACK when asked to or when anything throws.
+func runTransaction<T: Sendable>(
+    on db: any SQLDatabase, begin: String = "BEGIN", rollback: Bool,
+    _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
+) async throws -> T {
+    try await db.raw("\(unsafeRaw: begin)").run()
+    let value: T
+    do {
+        value = try await body(db)
+    } catch {
+        try? await db.raw("ROLLBACK").run()
+        throw error
+    }
+    try await db.raw(rollback ? "ROLLBACK" : "COMMIT").run()
+    return value
+}

@@ -1,0 +1,32 @@
+import CutoverCore
+
+/// Cutover's storage: every unit of work runs in one transaction (SPEC §1, invariant 6).
+public protocol Store: Sendable {
+    /// Runs `body` in one transaction and commits it. With `dryRun`, runs it to the end and rolls back
+    /// instead, so the caller gets the very answer the real request would give and nothing is written.
+    func transaction<T: Sendable>(
+        dryRun: Bool, _ body: @escaping @Sendable (StoreTransaction) async throws -> T
+    ) async throws -> T
+
+    /// Runs reads that need no lock.
+    func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T
+
+    /// Change notifications of committed writes.
+    var changes: ChangeFeed { get }
+
+    /// Applies pending migrations; returns the versions applied.
+    @discardableResult func migrate() async throws -> [Int]
+
+    /// Whether the database answers and every migration is applied (for `/readyz`).
+    func isReady() async -> Bool
+
+    func close() async throws
+}
+
+extension Store {
+    public func transaction<T: Sendable>(
+        _ body: @escaping @Sendable (StoreTransaction) async throws -> T
+    ) async throws -> T {
+        try await transaction(dryRun: false, body)
+    }
+}

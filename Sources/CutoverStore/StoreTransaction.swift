@@ -1,0 +1,246 @@
+import CutoverCore
+import Foundation
+import SQLKit
+import Synchronization
+
+/// One unit of work on either backend: the only code that writes SQL for records.
+public final class StoreTransaction: Sendable {
+    let db: any SQLDatabase
+    public let dialect: SQLDialectKind
+    private let pendingChanges = Mutex<[Change]>([])
+
+    init(db: any SQLDatabase, dialect: SQLDialectKind) {
+        self.db = db
+        self.dialect = dialect
+    }
+
+    /// Records that `agentId`'s route or one of its deployments changed; published when the transaction commits.
+    public func noteChange(agentId: String, deploymentId: String?) {
+        pendingChanges.withLock { $0.append(Change(agentId: agentId, deploymentId: deploymentId)) }
+    }
+
+    var changes: [Change] { pendingChanges.withLock { $0 } }
+
+    // MARK: Agents
+
+    static let agentColumns = """
+        id, name, description, status, status_reason, acp_type, agent_input_type, registration_metadata, \
+        registered_at, created_at, updated_at, production_deployment_id, acp_url, api_key
+        """
+
+    public func agent(id: String, lock: Bool = false) async throws -> Agent? {
+        try await agents(where: "id = \(bind: id)", lock: lock).first
+    }
+
+    public func agent(name: String, lock: Bool = false) async throws -> Agent? {
+        try await agents(where: "name = \(bind: name)", lock: lock).first
+    }
+
+    /// The agents whose API key starts like `key`; the caller compares the whole key in constant time.
+    public func agents(apiKeyLookup lookup: String) async throws -> [Agent] {
+        try await agents(where: "api_key_lookup = \(bind: lookup)", lock: false)
+    }
+
+    private func agents(where condition: SQLQueryString, lock: Bool) async throws -> [Agent] {
+        let query: SQLQueryString = "SELECT \(unsafeRaw: Self.agentColumns) FROM agents WHERE \(condition)\(unsafeRaw: lock ? dialect.forUpdate : "")"
+        return try await db.raw(query).all().map(Self.decodeAgent)
+    }
+
+    public func listAgents(page: Page) async throws -> [Agent] {
+        let query: SQLQueryString = "SELECT \(unsafeRaw: Self.agentColumns) FROM agents \(unsafeRaw: orderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)"
+        return try await db.raw(query).all().map(Self.decodeAgent)
+    }
+
+    /// Inserts `agent` unless its name is taken; returns whether it was inserted.
+    public func insertAgentIfAbsent(_ a: Agent) async throws -> Bool {
+        let rows = try await db.raw("""
+            INSERT INTO agents (\(unsafeRaw: Self.agentColumns), api_key_lookup) VALUES (\(bind: a.id), \(bind: a.name), \
+            \(bind: a.description), \(bind: a.status.rawValue), \(bind: a.statusReason), \(bind: a.acpType.rawValue), \
+            \(bind: a.agentInputType?.rawValue), \(bind: try Self.encode(a.registrationMetadata)), \
+            \(bind: a.registeredAt?.microseconds), \(bind: a.createdAt.microseconds), \(bind: a.updatedAt.microseconds), \
+            \(bind: a.productionDeploymentId), \(bind: a.acpURL), \(bind: a.apiKey), \
+            \(bind: Identifiers.apiKeyLookup(a.apiKey))) ON CONFLICT (name) DO NOTHING RETURNING id
+            """).all()
+        return !rows.isEmpty
+    }
+
+    public func updateAgent(_ a: Agent) async throws {
+        try await db.raw("""
+            UPDATE agents SET description = \(bind: a.description), status = \(bind: a.status.rawValue), \
+            status_reason = \(bind: a.statusReason), acp_type = \(bind: a.acpType.rawValue), \
+            agent_input_type = \(bind: a.agentInputType?.rawValue), \
+            registration_metadata = \(bind: try Self.encode(a.registrationMetadata)), \
+            registered_at = \(bind: a.registeredAt?.microseconds), updated_at = \(bind: a.updatedAt.microseconds), \
+            production_deployment_id = \(bind: a.productionDeploymentId), acp_url = \(bind: a.acpURL) \
+            WHERE id = \(bind: a.id)
+            """).run()
+        noteChange(agentId: a.id, deploymentId: nil)
+    }
+
+    // MARK: Deployments
+
+    static let deploymentColumns = """
+        id, agent_id, docker_image, registration_metadata, status, status_reason, acp_url, is_production, \
+        sgp_deploy_id, helm_release_name, created_at, registered_at, ready_at, promoted_at, demoted_at, expires_at
+        """
+
+    public func deployment(id: String, lock: Bool = false) async throws -> Deployment? {
+        try await deployments(where: "id = \(bind: id)", lock: lock).first
+    }
+
+    public func productionDeployment(agentId: String) async throws -> Deployment? {
+        try await deployments(where: "agent_id = \(bind: agentId) AND is_production = 1", lock: false).first
+    }
+
+    /// The agent's deployments that were production at some time: the rollback candidates.
+    public func formerProductionDeployments(agentId: String) async throws -> [Deployment] {
+        try await deployments(where: "agent_id = \(bind: agentId) AND promoted_at IS NOT NULL", lock: false)
+    }
+
+    /// The image of the agent's newest deployment, the default for a registration that names none.
+    public func lastDockerImage(agentId: String) async throws -> String? {
+        try await db.raw("""
+            SELECT docker_image FROM deployments WHERE agent_id = \(bind: agentId) ORDER BY created_at DESC, seq DESC LIMIT 1
+            """).first()?.decode(column: "docker_image", as: String.self)
+    }
+
+    /// Ids of every deployment the controller may still have work on.
+    public func pendingDeploymentIds() async throws -> [String] {
+        try await db.raw("SELECT id FROM deployments WHERE status = 'Pending' AND expires_at IS NULL").all()
+            .map { try $0.decode(column: "id", as: String.self) }
+    }
+
+    public func listDeployments(agentId: String, includeDeleted: Bool, page: Page) async throws -> [Deployment] {
+        let deleted: SQLQueryString = includeDeleted ? "" : " AND expires_at IS NULL"
+        let query: SQLQueryString = """
+            SELECT \(unsafeRaw: Self.deploymentColumns) FROM deployments WHERE agent_id = \(bind: agentId)\(deleted) \
+            \(unsafeRaw: orderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
+            """
+        return try await db.raw(query).all().map(Self.decodeDeployment)
+    }
+
+    private func deployments(where condition: SQLQueryString, lock: Bool) async throws -> [Deployment] {
+        let query: SQLQueryString = "SELECT \(unsafeRaw: Self.deploymentColumns) FROM deployments WHERE \(condition)\(unsafeRaw: lock ? dialect.forUpdate : "")"
+        return try await db.raw(query).all().map(Self.decodeDeployment)
+    }
+
+    /// Inserts `d` unless its id exists; returns whether it was inserted.
+    public func insertDeploymentIfAbsent(_ d: Deployment) async throws -> Bool {
+        let rows = try await db.raw("""
+            INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) VALUES (\(bind: d.id), \(bind: d.agentId), \
+            \(bind: d.dockerImage), \(bind: try Self.encode(d.registrationMetadata)), \(bind: d.status.rawValue), \
+            \(bind: d.statusReason), \(bind: d.acpURL), \(bind: d.isProduction ? 1 : 0), \(bind: d.sgpDeployId), \
+            \(bind: d.helmReleaseName), \(bind: d.createdAt.microseconds), \(bind: d.registeredAt?.microseconds), \
+            \(bind: d.readyAt?.microseconds), \(bind: d.promotedAt?.microseconds), \(bind: d.demotedAt?.microseconds), \
+            \(bind: d.expiresAt?.microseconds)) ON CONFLICT (id) DO NOTHING RETURNING id
+            """).all()
+        if !rows.isEmpty { noteChange(agentId: d.agentId, deploymentId: d.id) }
+        return !rows.isEmpty
+    }
+
+    /// Writes every mutable field of `d`; `agent_id` is never written (invariant 3).
+    public func updateDeployment(_ d: Deployment) async throws {
+        try await db.raw("""
+            UPDATE deployments SET docker_image = \(bind: d.dockerImage), \
+            registration_metadata = \(bind: try Self.encode(d.registrationMetadata)), status = \(bind: d.status.rawValue), \
+            status_reason = \(bind: d.statusReason), acp_url = \(bind: d.acpURL), is_production = \(bind: d.isProduction ? 1 : 0), \
+            sgp_deploy_id = \(bind: d.sgpDeployId), helm_release_name = \(bind: d.helmReleaseName), \
+            registered_at = \(bind: d.registeredAt?.microseconds), ready_at = \(bind: d.readyAt?.microseconds), \
+            promoted_at = \(bind: d.promotedAt?.microseconds), demoted_at = \(bind: d.demotedAt?.microseconds), \
+            expires_at = \(bind: d.expiresAt?.microseconds) WHERE id = \(bind: d.id)
+            """).run()
+        noteChange(agentId: d.agentId, deploymentId: d.id)
+    }
+
+    // MARK: Events
+
+    public func appendEvent(agentId: String, _ draft: EventDraft, actor: Actor, at now: Timestamp) async throws {
+        try await db.raw("""
+            INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) VALUES \
+            (\(bind: Identifiers.uuid()), \(bind: agentId), \(bind: draft.deploymentId), \(bind: draft.type.rawValue), \
+            \(bind: draft.reason), \(bind: draft.message), \(bind: actor.description), \(bind: now.microseconds))
+            """).run()
+    }
+
+    public func listEvents(agentId: String, deploymentId: String?, page: Page) async throws -> [Event] {
+        let filter: SQLQueryString = deploymentId.map { " AND deployment_id = \(bind: $0)" } ?? ""
+        let query: SQLQueryString = """
+            SELECT id, agent_id, deployment_id, type, reason, message, actor, created_at FROM events \
+            WHERE agent_id = \(bind: agentId)\(filter) \(unsafeRaw: orderClause(page)) \
+            LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
+            """
+        return try await db.raw(query).all().map { row in
+            Event(
+                id: try row.decode(column: "id", as: String.self),
+                agentId: try row.decode(column: "agent_id", as: String.self),
+                deploymentId: try row.decode(column: "deployment_id", as: String?.self),
+                type: EventType(rawValue: try row.decode(column: "type", as: String.self)) ?? .created,
+                reason: try row.decode(column: "reason", as: String?.self),
+                message: try row.decode(column: "message", as: String.self),
+                actor: try row.decode(column: "actor", as: String.self),
+                createdAt: Timestamp(microseconds: try row.decode(column: "created_at", as: Int64.self)))
+        }
+    }
+
+    // MARK: Helpers
+
+    /// `page.orderBy` is checked against the known columns by the API; nulls sort last either way, and
+    /// insertion order breaks ties.
+    private func orderClause(_ page: Page) -> String {
+        let dir = page.direction == .asc ? "ASC" : "DESC"
+        let column = page.orderBy.allSatisfy { $0.isLetter || $0 == "_" } ? page.orderBy : "created_at"
+        return "ORDER BY CASE WHEN \(column) IS NULL THEN 1 ELSE 0 END, \(column) \(dir), seq \(dir)"
+    }
+
+    static func encode(_ object: [String: JSONValue]?) throws -> String? {
+        guard let object else { return nil }
+        return String(decoding: try JSONEncoder().encode(object), as: UTF8.self)
+    }
+
+    static func decodeObject(_ text: String?) throws -> [String: JSONValue]? {
+        guard let text else { return nil }
+        return try JSONDecoder().decode([String: JSONValue].self, from: Data(text.utf8))
+    }
+
+    static func timestamp(_ row: any SQLRow, _ column: String) throws -> Timestamp? {
+        try row.decode(column: column, as: Int64?.self).map(Timestamp.init(microseconds:))
+    }
+
+    static func decodeAgent(_ row: any SQLRow) throws -> Agent {
+        Agent(
+            id: try row.decode(column: "id", as: String.self),
+            name: try row.decode(column: "name", as: String.self),
+            description: try row.decode(column: "description", as: String.self),
+            status: AgentStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .unknown,
+            statusReason: try row.decode(column: "status_reason", as: String?.self),
+            acpType: ACPType(rawValue: try row.decode(column: "acp_type", as: String.self)) ?? .async,
+            agentInputType: try row.decode(column: "agent_input_type", as: String?.self).flatMap(AgentInputType.init),
+            registrationMetadata: try decodeObject(row.decode(column: "registration_metadata", as: String?.self)),
+            registeredAt: try timestamp(row, "registered_at"),
+            createdAt: try timestamp(row, "created_at")!,
+            updatedAt: try timestamp(row, "updated_at")!,
+            productionDeploymentId: try row.decode(column: "production_deployment_id", as: String?.self),
+            acpURL: try row.decode(column: "acp_url", as: String?.self),
+            apiKey: try row.decode(column: "api_key", as: String.self))
+    }
+
+    static func decodeDeployment(_ row: any SQLRow) throws -> Deployment {
+        Deployment(
+            id: try row.decode(column: "id", as: String.self),
+            agentId: try row.decode(column: "agent_id", as: String.self),
+            dockerImage: try row.decode(column: "docker_image", as: String.self),
+            registrationMetadata: try decodeObject(row.decode(column: "registration_metadata", as: String?.self)),
+            status: DeploymentStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .pending,
+            statusReason: try row.decode(column: "status_reason", as: String?.self),
+            acpURL: try row.decode(column: "acp_url", as: String?.self),
+            isProduction: try row.decode(column: "is_production", as: Int64.self) != 0,
+            sgpDeployId: try row.decode(column: "sgp_deploy_id", as: String?.self),
+            helmReleaseName: try row.decode(column: "helm_release_name", as: String?.self),
+            createdAt: try timestamp(row, "created_at")!,
+            registeredAt: try timestamp(row, "registered_at"),
+            readyAt: try timestamp(row, "ready_at"),
+            promotedAt: try timestamp(row, "promoted_at"),
+            demotedAt: try timestamp(row, "demoted_at"),
+            expiresAt: try timestamp(row, "expires_at"))
+    }
+}
