@@ -1,6 +1,7 @@
 import CutoverCore
 import Foundation
 import Hummingbird
+import NIOCore
 
 /// Reads a JSON request body field by field, collecting every problem so one 422 lists them all.
 struct BodyFields {
@@ -17,6 +18,8 @@ struct BodyFields {
         do {
             buffer = try await request.body.collect(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw CutoverError.payloadTooLarge("request body is larger than \(limit / 1024) KiB")
+        } catch is NIOTooManyBytesError {
             throw CutoverError.payloadTooLarge("request body is larger than \(limit / 1024) KiB")
         }
         if buffer.readableBytes == 0 {

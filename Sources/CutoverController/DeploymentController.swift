@@ -106,6 +106,8 @@ public final class DeploymentController: Service {
             default:
                 await queue.forget(id)
             }
+        } catch is CancellationError {
+            result = "cancelled"
         } catch {
             result = "error"
             Counter(label: "controller_runtime_reconcile_errors_total", dimensions: [("controller", "deployment")]).increment()

@@ -18,7 +18,7 @@ public struct Backoff: Sendable, Equatable {
 
     /// The delay before retry number `failures` (1 = first retry).
     public func delay(afterFailures failures: Int) -> Duration {
-        let exponent = min(max(failures - 1, 0), 30)
+        let exponent = min(max(failures, 1) - 1, 30)
         let us = base.microseconds.multipliedReportingOverflow(by: Int64(1) << exponent)
         if us.overflow { return cap }
         return min(.microseconds(us.partialValue), cap)

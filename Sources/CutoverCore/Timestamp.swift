@@ -81,7 +81,11 @@ extension Duration {
             else if rest.hasPrefix("m") { unit = 60_000_000; rest = rest.dropFirst() }
             else if rest.hasPrefix("h") { unit = 3_600_000_000; rest = rest.dropFirst() }
             else { return nil }
-            total += n * unit
+            let product = n.multipliedReportingOverflow(by: unit)
+            guard !product.overflow else { return nil }
+            let sum = total.addingReportingOverflow(product.partialValue)
+            guard !sum.overflow else { return nil }
+            total = sum.partialValue
         }
         guard digits.isEmpty else { return nil }
         return .microseconds(total)

@@ -74,14 +74,18 @@ public struct ACPURL: Sendable, Equatable {
             let after = hostPart[hostPart.index(after: close)...]
             if after.hasPrefix(":") { portPart = after.dropFirst() } else if !after.isEmpty { return nil }
             hostPart = hostPart[hostPart.index(after: hostPart.startIndex)..<close]
+            var v6 = in6_addr()
+            guard inet_pton(AF_INET6, String(hostPart), &v6) == 1 else { return nil }
         } else if let colon = hostPart.lastIndex(of: ":") {
             portPart = hostPart[hostPart.index(after: colon)...]
             hostPart = hostPart[..<colon]
+            guard !hostPart.contains(":") else { return nil }
         }
         guard !hostPart.isEmpty else { return nil }
         host = hostPart.lowercased()
         if let portPart {
-            guard let p = Int(portPart), (1...65535).contains(p) else { return nil }
+            guard portPart.allSatisfy({ $0.isASCII && $0.isNumber }), let p = Int(portPart), (1...65535).contains(p)
+            else { return nil }
             port = p
         }
     }
@@ -168,7 +172,7 @@ public struct HostAllowlist: Sendable, Equatable, CustomStringConvertible {
 /// Compares secrets without an early exit, so the time taken does not reveal how much matched.
 public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
     let x = Array(a.utf8), y = Array(b.utf8)
-    var diff = UInt8(truncatingIfNeeded: x.count ^ y.count)
+    var diff: UInt8 = x.count == y.count ? 0 : 1
     for i in 0..<max(x.count, y.count) {
         diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
     }

@@ -53,7 +53,7 @@ public enum DatabaseURL: Sendable, Equatable {
 
 public enum StoreFactory {
     /// Opens the store `url` names. The caller runs `migrate()` before serving.
-    public static func open(_ url: DatabaseURL, logger: Logger) async throws -> any Store {
+    public static func open(_ url: DatabaseURL, maxConnections: Int = 32, logger: Logger) async throws -> any Store {
         switch url {
         case .sqliteMemory:
             return SQLStore(backend: try await SQLiteBackend(storage: .memory, logger: logger), logger: logger)
@@ -68,7 +68,7 @@ public enum StoreFactory {
                 }
             var configuration = PostgresClient.Configuration(
                 host: host, port: port, username: user, password: password, database: database, tls: tlsConfig)
-            configuration.options.maximumConnections = 32
+            configuration.options.maximumConnections = maxConnections
             return SQLStore(backend: PostgresBackend(configuration: configuration, logger: logger), logger: logger)
         }
     }

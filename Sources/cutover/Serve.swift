@@ -23,7 +23,7 @@ struct Serve: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
-        let url = try DatabaseURL(parsing: settings.databaseURL)
+        let url = try parseDatabaseURL(settings.databaseURL)
         let store = try await StoreFactory.open(url, logger: logger)
         let applied = try await store.migrate()
         logger.info("database ready", metadata: ["database": "\(url.redacted)", "migrations_applied": "\(applied)"])
@@ -84,10 +84,18 @@ struct Migrate: AsyncParsableCommand {
     func run() async throws {
         let logger = Logging.bootstrap(json: false, level: "info")
         let text = databaseURL ?? ProcessInfo.processInfo.environment["CUTOVER_DATABASE_URL"] ?? "sqlite://cutover.sqlite"
-        let url = try DatabaseURL(parsing: text)
+        let url = try parseDatabaseURL(text)
         let store = try await StoreFactory.open(url, logger: logger)
         let applied = try await store.migrate()
         try await store.close()
         print(applied.isEmpty ? "\(url.redacted): up to date" : "\(url.redacted): applied \(applied.map(String.init).joined(separator: ", "))")
+    }
+}
+
+func parseDatabaseURL(_ text: String) throws -> DatabaseURL {
+    do {
+        return try DatabaseURL(parsing: text)
+    } catch {
+        throw ValidationError("--database-url: \(error.message)")
     }
 }

@@ -1,0 +1,109 @@
+import CutoverCore
+import Testing
+
+/// SPEC §1's invariants asserted after storms of concurrent requests.
+@Suite("Concurrency storms")
+struct ConcurrencyTests {
+    @Test(arguments: Backend.all)
+    func concurrentPromotesAndRollbacksOnlyAnswer200Or409(_ backend: Backend) async throws {
+        let pod = try await AgentStandIn.start()
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend) { h in
+            let (agentId, _) = try await h.readyDeployment("storm", "blue", pod: pod)
+            try await h.readyDeployment("storm", "green", pod: pod)
+            _ = try await eventually("blue auto-promoted") { try await h.agent(named: "storm")?.productionDeploymentId }
+            let eventsBefore = try await h.snapshot().eventCount
+            let statuses = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                for i in 0..<50 {
+                    group.addTask {
+                        let reply: Harness.Reply
+                        switch i % 3 {
+                        case 0: reply = try await h.post("/agents/\(agentId)/deployments/green/promote")
+                        case 1: reply = try await h.post("/agents/\(agentId)/deployments/blue/promote")
+                        default: reply = try await h.post("/agents/\(agentId)/rollback")
+                        }
+                        return (reply.status, reply["is_production"] == true)
+                    }
+                }
+                var all: [(Int, Bool)] = []
+                for try await s in group { all.append(s) }
+                return all
+            }
+            #expect(statuses.allSatisfy { $0.0 == 200 || $0.0 == 409 }, "\(statuses.map(\.0))")
+            #expect(statuses.filter { $0.0 == 200 }.allSatisfy { $0.1 })
+            #expect(try await h.checkInvariants() == [])
+            let after = try await h.snapshot()
+            let production = after.deployments.filter(\.isProduction)
+            #expect(production.count == 1)
+            // Every change of production wrote its events: one per promotion/rollback, one per demotion.
+            let events = try await h.get("/agents/\(agentId)/events?limit=1000").array
+            let changes = events.filter { ["Promoted", "RolledBack"].contains($0["type"]?.stringValue ?? "") }.count
+            let demotions = events.filter { $0["type"] == "Demoted" }.count
+            #expect(changes == demotions, "every change of production demoted the previous one")
+            #expect(after.eventCount - eventsBefore == changes + demotions)
+        }
+    }
+
+    @Test(arguments: Backend.all)
+    func concurrentFirstRegistrationsCreateOneAgent(_ backend: Backend) async throws {
+        try await Harness.with(backend, .init(runController: false)) { h in
+            let replies = try await withThrowingTaskGroup(of: Harness.Reply.self) { group in
+                for _ in 0..<20 {
+                    group.addTask { try await h.register("racer", url: "http://127.0.0.1:9") }
+                }
+                var all: [Harness.Reply] = []
+                for try await r in group { all.append(r) }
+                return all
+            }
+            #expect(replies.allSatisfy { $0.status == 200 }, "\(replies.map(\.status)) \(replies.first { $0.status != 200 }?.text ?? "")")
+            #expect(Set(replies.compactMap { $0["id"]?.stringValue }).count == 1)
+            #expect(Set(replies.compactMap { $0["agent_api_key"]?.stringValue }).count == 1)
+            #expect(try await h.snapshot().agents.count == 1)
+        }
+    }
+
+    @Test(arguments: Backend.all)
+    func concurrentFirstDeploymentsAutoPromoteExactlyOne(_ backend: Backend) async throws {
+        let pod = try await AgentStandIn.start()
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend) { h in
+            let replies = try await withThrowingTaskGroup(of: Harness.Reply.self) { group in
+                for i in 0..<10 {
+                    group.addTask { try await h.register("fresh", url: pod.url, deploymentId: "d\(i)") }
+                }
+                var all: [Harness.Reply] = []
+                for try await r in group { all.append(r) }
+                return all
+            }
+            #expect(replies.allSatisfy { $0.status == 200 })
+            let agentId = try #require(replies.first?["id"]?.stringValue)
+            for i in 0..<10 { _ = try await h.waitFor(agentId, "d\(i)", .ready) }
+            let snapshot = try await h.snapshot()
+            #expect(snapshot.agents.count == 1)
+            #expect(snapshot.deployments.filter(\.isProduction).count == 1)
+            let events = try await h.get("/agents/\(agentId)/events?limit=1000").array
+            #expect(events.filter { $0["type"] == "AutoPromoted" }.count == 1)
+            #expect(events.filter { $0["type"] == "Ready" }.count == 10)
+            #expect(try await h.checkInvariants() == [])
+        }
+    }
+
+    @Test(arguments: Backend.all)
+    func concurrentRegistrationsOfOneNewDeploymentCreateItOnce(_ backend: Backend) async throws {
+        try await Harness.with(backend, .init(runController: false)) { h in
+            let replies = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<10 {
+                    group.addTask { try await h.register("dup", url: "http://127.0.0.1:9", deploymentId: "same").status }
+                }
+                var all: [Int] = []
+                for try await r in group { all.append(r) }
+                return all
+            }
+            #expect(replies.allSatisfy { $0 == 200 })
+            let agentId = try #require(try await h.agent(named: "dup")?.id)
+            let events = try await h.get("/agents/\(agentId)/deployments/same/events?limit=100").array
+            #expect(events.filter { $0["type"] == "Created" }.count == 1)
+            #expect(events.filter { $0["type"] == "Registered" }.count == 10)
+        }
+    }
+}

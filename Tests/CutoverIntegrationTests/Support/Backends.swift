@@ -1,0 +1,56 @@
+import CutoverStore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The storage backends every behavioural test runs against. PostgreSQL joins when hack/test.sh has
+/// started one (`CUTOVER_TEST_POSTGRES_URL`).
+enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
+    case sqlite, postgres
+
+    static let postgresURL = ProcessInfo.processInfo.environment["CUTOVER_TEST_POSTGRES_URL"]
+
+    static var all: [Backend] { postgresURL == nil ? [.sqlite] : [.sqlite, .postgres] }
+    static var postgresOnly: [Backend] { postgresURL == nil ? [] : [.postgres] }
+
+    var description: String { rawValue }
+
+    /// A fresh, migrated, empty store: an in-memory SQLite database or a new PostgreSQL database.
+    func makeStore() async throws -> any Store {
+        let logger = Logger(label: "test")
+        switch self {
+        case .sqlite:
+            let store = try await StoreFactory.open(.sqliteMemory, logger: logger)
+            try await store.migrate()
+            return store
+        case .postgres:
+            guard let base = Self.postgresURL else { throw TestFailure("CUTOVER_TEST_POSTGRES_URL is not set") }
+            let name = "cutover_test_\(UUID().uuidString.prefix(8).lowercased())"
+            try await Self.createDatabase(name, base: base)
+            guard case .postgres(let host, let port, let user, let password, _, let tls) = try DatabaseURL(parsing: base) else {
+                throw TestFailure("CUTOVER_TEST_POSTGRES_URL is not a postgres:// URL")
+            }
+            let url = DatabaseURL.postgres(host: host, port: port, user: user, password: password, database: name, tls: tls)
+            let store = try await StoreFactory.open(url, maxConnections: 6, logger: logger)
+            try await store.migrate()
+            return store
+        }
+    }
+
+    static func createDatabase(_ name: String, base: String) async throws {
+        guard case .postgres(let host, let port, let user, let password, let database, _) = try DatabaseURL(parsing: base)
+        else { return }
+        let client = PostgresClient(
+            configuration: .init(host: host, port: port, username: user, password: password, database: database, tls: .disable))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+            group.cancelAll()
+        }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,268 @@
+import AsyncHTTPClient
+import CutoverAPI
+import CutoverController
+import CutoverCore
+import CutoverStore
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Cutover as `cutover serve` runs it (store, control plane, controller, HTTP API on a loopback port),
+/// with an HTTP client to drive it.
+final class Harness: Sendable {
+    let backend: Backend
+    let store: any Store
+    let controlPlane: ControlPlane
+    let controller: DeploymentController
+    let baseURL: String
+    let adminToken: String?
+    private let server: RunningServer
+    private let controllerTask: Task<Void, any Error>
+    static let http = HTTPClient(eventLoopGroupProvider: .singleton)
+
+    struct Options: Sendable {
+        var policy = ReconcilePolicy()
+        var deletionGrace: Duration = .seconds(3600)
+        var auth = AuthSettings()
+        var allowedHosts = HostAllowlist.any
+        var runController = true
+    }
+
+    private init(
+        backend: Backend, store: any Store, controlPlane: ControlPlane, controller: DeploymentController,
+        baseURL: String, adminToken: String?, server: RunningServer, controllerTask: Task<Void, any Error>
+    ) {
+        self.backend = backend
+        self.store = store
+        self.controlPlane = controlPlane
+        self.controller = controller
+        self.baseURL = baseURL
+        self.adminToken = adminToken
+        self.server = server
+        self.controllerTask = controllerTask
+    }
+
+    static func start(_ backend: Backend, _ options: Options = .init()) async throws -> Harness {
+        var logger = Logger(label: "cutover-test")
+        logger.logLevel = .warning
+        let store = try await backend.makeStore()
+        let controlPlane = ControlPlane(
+            store: store, settings: .init(reconcile: options.policy, deletionGrace: options.deletionGrace), logger: logger)
+        let controller = DeploymentController(
+            controlPlane: controlPlane, prober: HTTPReadinessProber(client: http, timeout: .seconds(2)),
+            settings: .init(workers: 4, resyncInterval: .seconds(30), backoff: .init(base: .milliseconds(20), cap: .milliseconds(200))),
+            logger: logger)
+        let controllerTask = Task {
+            if options.runController { try await controller.run() }
+        }
+        let router = CutoverAPI.router(
+            APIDependencies(controlPlane: controlPlane, auth: options.auth, allowedHosts: options.allowedHosts))
+        let server = try await RunningServer.start(router: router)
+        return Harness(
+            backend: backend, store: store, controlPlane: controlPlane, controller: controller,
+            baseURL: "http://127.0.0.1:\(server.port)", adminToken: options.auth.adminTokens.first,
+            server: server, controllerTask: controllerTask)
+    }
+
+    func stop() async {
+        await server.stop()
+        controllerTask.cancel()
+        await controller.queue.shutDown()
+        _ = try? await controllerTask.value
+        try? await store.close()
+    }
+
+    /// Runs `body` against a fresh harness and always tears it down.
+    static func with(
+        _ backend: Backend, _ options: Options = .init(), _ body: (Harness) async throws -> Void
+    ) async throws {
+        await harnessSlots.acquire()
+        defer { Task { await harnessSlots.release() } }
+        let harness = try await start(backend, options)
+        do {
+            try await body(harness)
+        } catch {
+            await harness.stop()
+            throw error
+        }
+        await harness.stop()
+    }
+
+    /// Bounds how many harnesses run at once, so parallel tests stay within PostgreSQL's connections.
+    static let harnessSlots = Slots(8)
+
+    // MARK: HTTP
+
+    struct Reply: Sendable {
+        var status: Int
+        var headers: HTTPHeaders
+        var json: JSONValue
+        var text: String
+
+        subscript(key: String) -> JSONValue? { json.objectValue?[key] }
+        var array: [JSONValue] { if case .array(let a) = json { a } else { [] } }
+        var message: String { json.objectValue?["message"]?.stringValue ?? "" }
+        /// The `field` names of a 422's `data.errors`.
+        var errorFields: [String] {
+            guard case .array(let errors)? = json.objectValue?["data"]?.objectValue?["errors"] else { return [] }
+            return errors.compactMap { $0.objectValue?["field"]?.stringValue }
+        }
+    }
+
+    @discardableResult
+    func request(
+        _ method: HTTPMethod, _ path: String, json: JSONValue? = nil, raw: String? = nil,
+        headers: [(String, String)]? = nil
+    ) async throws -> Reply {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let headers {
+            for (k, v) in headers { request.headers.add(name: k, value: v) }
+        } else if let adminToken {
+            request.headers.add(name: "authorization", value: "Bearer \(adminToken)")
+        }
+        if let json {
+            let data = try JSONEncoder().encode(json)
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: data))
+        } else if let raw {
+            request.body = .bytes(ByteBuffer(string: raw))
+        }
+        let response = try await Self.http.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 16 << 20)
+        let text = String(buffer: body)
+        let parsed = (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) ?? .null
+        return Reply(status: Int(response.status.code), headers: response.headers, json: parsed, text: text)
+    }
+
+    @discardableResult func get(_ path: String) async throws -> Reply { try await request(.GET, path) }
+    @discardableResult func post(_ path: String, _ json: JSONValue? = nil) async throws -> Reply { try await request(.POST, path, json: json) }
+    @discardableResult func delete(_ path: String) async throws -> Reply { try await request(.DELETE, path) }
+
+    // MARK: Scenario helpers
+
+    /// Registers a pod; with `deploymentId` it is deployment-scoped.
+    @discardableResult
+    func register(
+        _ name: String, url: String, deploymentId: String? = nil, acpType: String = "async", image: String? = nil
+    ) async throws -> Reply {
+        var metadata: [String: JSONValue] = [:]
+        if let deploymentId { metadata["deployment_id"] = .string(deploymentId) }
+        if let image { metadata["docker_image"] = .string(image) }
+        return try await post("/agents/register", [
+            "name": .string(name), "description": "test agent", "acp_url": .string(url), "acp_type": .string(acpType),
+            "registration_metadata": metadata.isEmpty ? .null : .object(metadata),
+        ])
+    }
+
+    func deployment(_ agentId: String, _ id: String) async throws -> Deployment? {
+        try await store.read { try await $0.deployment(id: id) }.flatMap { $0.agentId == agentId ? $0 : nil }
+    }
+
+    func agent(named name: String) async throws -> Agent? {
+        try await store.read { try await $0.agent(name: name) }
+    }
+
+    /// Waits (bounded) until the deployment reaches `status`.
+    func waitFor(
+        _ agentId: String, _ id: String, _ status: DeploymentStatus, within limit: Duration = .seconds(10)
+    ) async throws -> Deployment {
+        try await eventually(within: limit, "deployment \(id) to become \(status.rawValue)") {
+            if let d = try await deployment(agentId, id), d.status == status { return d }
+            return nil
+        }
+    }
+
+    /// A deployment registered to a healthy stand-in and waited to `Ready`.
+    @discardableResult
+    func readyDeployment(_ name: String, _ id: String, pod: AgentStandIn) async throws -> (agentId: String, Deployment) {
+        let reply = try await register(name, url: pod.url, deploymentId: id)
+        guard reply.status == 200, let agentId = reply["id"]?.stringValue else {
+            throw TestFailure("registration failed: \(reply.status) \(reply.text)")
+        }
+        return (agentId, try await waitFor(agentId, id, .ready))
+    }
+
+    /// Everything the invariant checks and the "nothing changed" assertions compare.
+    struct Snapshot: Equatable, Sendable {
+        var agents: [Agent]
+        var deployments: [Deployment]
+        var eventCount: Int
+    }
+
+    func snapshot() async throws -> Snapshot {
+        try await store.read { tx in
+            let all = Page(limit: 1000, orderBy: "created_at", direction: .asc)
+            let agents = try await tx.listAgents(page: all)
+            var deployments: [Deployment] = []
+            var events = 0
+            for agent in agents {
+                deployments += try await tx.listDeployments(agentId: agent.id, includeDeleted: true, page: all)
+                events += try await tx.listEvents(agentId: agent.id, deploymentId: nil, page: all).count
+            }
+            return Snapshot(agents: agents, deployments: deployments, eventCount: events)
+        }
+    }
+
+    /// SPEC §1 invariants 1, 2, 4 and 5 over the whole database.
+    func checkInvariants() async throws -> [String] {
+        let s = try await snapshot()
+        var violations: [String] = []
+        for agent in s.agents {
+            let mine = s.deployments.filter { $0.agentId == agent.id }
+            let production = mine.filter(\.isProduction)
+            if production.count > 1 { violations.append("agent \(agent.name) has \(production.count) production deployments") }
+            if let pointer = agent.productionDeploymentId {
+                guard let target = mine.first(where: { $0.id == pointer }) else {
+                    violations.append("agent \(agent.name) points at unknown deployment \(pointer)")
+                    continue
+                }
+                if !target.isProduction { violations.append("agent \(agent.name) points at non-production \(pointer)") }
+                if target.status != .ready { violations.append("production \(pointer) is \(target.status)") }
+                if target.isDeleted { violations.append("production \(pointer) is soft-deleted") }
+            } else if !production.isEmpty {
+                violations.append("agent \(agent.name) has production \(production[0].id) but a null pointer")
+            }
+        }
+        return violations
+    }
+}
+
+/// Polls `probe` until it returns a value, failing after `limit`: a bounded wait, never a bare sleep.
+func eventually<T: Sendable>(
+    within limit: Duration = .seconds(10), _ what: String, _ probe: () async throws -> T?
+) async throws -> T {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if let value = try await probe() { return value }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    if let value = try await probe() { return value }
+    throw TestFailure("timed out after \(limit) waiting for \(what)")
+}
+
+extension JSONValue {
+    subscript(key: String) -> JSONValue? { objectValue?[key] }
+}
+
+/// A counting semaphore for async code.
+actor Slots {
+    private var free: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(_ count: Int) { free = count }
+
+    func acquire() async {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty { free += 1 } else { waiters.removeFirst().resume() }
+    }
+}
