@@ -1,5 +1,4 @@
 import CutoverCore
-import Foundation
 import Hummingbird
 import NIOCore
 
@@ -28,9 +27,9 @@ struct BodyFields {
         }
         let value: JSONValue
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+            value = try JSONCodec.parse(buffer.readableBytesView)
         } catch {
-            throw CutoverError.malformed("request body is not valid JSON")
+            throw CutoverError.malformed("request body is not valid JSON (\(error))")
         }
         guard let object = value.objectValue else {
             throw CutoverError.invalid("body", "must be a JSON object, not \(value.typeName)")
@@ -74,7 +73,7 @@ struct BodyFields {
             fail(key, "must be a JSON object, not \(value.typeName)")
             return nil
         }
-        if let size = try? JSONEncoder().encode(metadata).count, size > Rules.maxMetadataBytes {
+        if JSONCodec.serialize(.object(metadata)).count > Rules.maxMetadataBytes {
             fail(key, "must be at most 64 KiB of JSON")
             return nil
         }

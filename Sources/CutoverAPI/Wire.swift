@@ -1,5 +1,4 @@
 import CutoverCore
-import Foundation
 import HTTPTypes
 import Hummingbird
 
@@ -72,19 +71,13 @@ enum Wire {
     static func response(
         _ value: JSONValue, status: HTTPResponse.Status = .ok, dryRun: Bool = false
     ) -> Response {
-        let data = (try? encoder.encode(value)) ?? Data("null".utf8)
+        let bytes = JSONCodec.serialize(value)
         var headers: HTTPFields = [.contentType: "application/json"]
         if dryRun { headers[.dryRun] = "true" }
         // Stainless clients (agentex-client) retry 409s by default; Cutover's 4xx answers are final.
         if (400..<500).contains(status.code), status != .tooManyRequests { headers[.shouldRetry] = "false" }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
-
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }()
 }
 
 extension HTTPField.Name {

@@ -70,22 +70,23 @@ public final class ControlPlane: Sendable {
         _ tx: StoreTransaction, agent: Agent, deploymentId: String, _ request: RegistrationRequest,
         _ ctx: RequestContext
     ) async throws {
+        let registered = EventDraft(
+            deploymentId: deploymentId, type: .registered, message: "pod registered at \(request.acpURL)")
         var deployment = try await tx.deployment(id: deploymentId, lock: true)
         if deployment == nil {
-            let image = request.registrationMetadata?["docker_image"]?.stringValue
-            let fallbackImage = try await tx.lastDockerImage(agentId: agent.id)
+            var image = request.registrationMetadata?["docker_image"]?.stringValue
+            if image == nil { image = try await tx.lastDockerImage(agentId: agent.id) }
             let fresh = Deployment(
-                id: deploymentId, agentId: agent.id, dockerImage: image ?? fallbackImage ?? "unknown",
-                registrationMetadata: request.registrationMetadata, createdAt: ctx.now)
+                id: deploymentId, agentId: agent.id, dockerImage: image ?? "unknown",
+                registrationMetadata: request.registrationMetadata, acpURL: request.acpURL, createdAt: ctx.now,
+                registeredAt: ctx.now)
             if try await tx.insertDeploymentIfAbsent(fresh) {
-                try await tx.appendEvent(
-                    agentId: agent.id,
-                    .init(deploymentId: deploymentId, type: .created, message: "created by the registration of a pod"),
-                    actor: .registration, at: ctx.now)
-                deployment = fresh
-            } else {
-                deployment = try await tx.deployment(id: deploymentId, lock: true)
+                let created = EventDraft(
+                    deploymentId: deploymentId, type: .created, message: "created by the registration of a pod")
+                try await tx.appendEvents(agentId: agent.id, [created, registered], actor: .registration, at: ctx.now)
+                return
             }
+            deployment = try await tx.deployment(id: deploymentId, lock: true)
         }
         guard var deployment, deployment.agentId == agent.id else {
             throw CutoverError.conflict(
@@ -95,10 +96,7 @@ public final class ControlPlane: Sendable {
         deployment.registeredAt = ctx.now
         if let metadata = request.registrationMetadata { deployment.registrationMetadata = metadata }
         try await tx.updateDeployment(deployment)
-        try await tx.appendEvent(
-            agentId: agent.id,
-            .init(deploymentId: deploymentId, type: .registered, message: "pod registered at \(request.acpURL)"),
-            actor: .registration, at: ctx.now)
+        try await tx.appendEvents(agentId: agent.id, [registered], actor: .registration, at: ctx.now)
     }
 
     /// A registration without a deployment id: the agent's legacy route, which clears production (as in Agentex).
@@ -124,16 +122,16 @@ public final class ControlPlane: Sendable {
                 try await tx.updateDeployment(production)
             }
             agent.productionDeploymentId = nil
-            try await tx.appendEvent(
+            try await tx.appendEvents(
                 agentId: agent.id,
-                .init(deploymentId: productionId, type: .productionCleared,
-                      message: "a legacy registration (no deployment_id) took over routing from '\(productionId)'"),
+[.init(deploymentId: productionId, type: .productionCleared,
+                      message: "a legacy registration (no deployment_id) took over routing from '\(productionId)'")],
                 actor: .registration, at: ctx.now)
         }
         try await tx.updateAgent(agent)
-        try await tx.appendEvent(
+        try await tx.appendEvents(
             agentId: agent.id,
-            .init(deploymentId: nil, type: .registered, message: "legacy registration at \(request.acpURL)"),
+[.init(deploymentId: nil, type: .registered, message: "legacy registration at \(request.acpURL)")],
             actor: .registration, at: ctx.now)
         return agent
     }
@@ -157,8 +155,9 @@ public final class ControlPlane: Sendable {
             agent.status = .deleted
             agent.updatedAt = ctx.now
             try await tx.updateAgent(agent)
-            try await tx.appendEvent(
-                agentId: agent.id, .init(deploymentId: nil, type: .deleted, message: "agent '\(agent.name)' deleted"),
+            try await tx.appendEvents(
+                agentId: agent.id,
+[.init(deploymentId: nil, type: .deleted, message: "agent '\(agent.name)' deleted")],
                 actor: ctx.actor, at: ctx.now)
             return agent
         }
@@ -185,8 +184,9 @@ public final class ControlPlane: Sendable {
                 }
                 return existing
             }
-            try await tx.appendEvent(
-                agentId: agent.id, .init(deploymentId: id, type: .created, message: "created with image \(request.dockerImage)"),
+            try await tx.appendEvents(
+                agentId: agent.id,
+[.init(deploymentId: id, type: .created, message: "created with image \(request.dockerImage)")],
                 actor: ctx.actor, at: ctx.now)
             return fresh
         }
@@ -227,7 +227,7 @@ public final class ControlPlane: Sendable {
         if let demoted = plan.demoted { try await tx.updateDeployment(demoted) }
         try await tx.updateDeployment(plan.target)
         try await tx.updateAgent(plan.agent)
-        for event in plan.events { try await tx.appendEvent(agentId: agent.id, event, actor: ctx.actor, at: ctx.now) }
+        try await tx.appendEvents(agentId: agent.id, plan.events, actor: ctx.actor, at: ctx.now)
         return plan.target
     }
 
@@ -244,10 +244,10 @@ public final class ControlPlane: Sendable {
             guard !deployment.isDeleted else { return deployment }
             deployment.expiresAt = ctx.now + self.settings.deletionGrace
             try await tx.updateDeployment(deployment)
-            try await tx.appendEvent(
+            try await tx.appendEvents(
                 agentId: agent.id,
-                .init(deploymentId: deploymentId, type: .deleted,
-                      message: "soft-deleted; restorable until \(deployment.expiresAt!)"),
+[.init(deploymentId: deploymentId, type: .deleted,
+                      message: "soft-deleted; restorable until \(deployment.expiresAt!)")],
                 actor: ctx.actor, at: ctx.now)
             return deployment
         }
@@ -262,8 +262,9 @@ public final class ControlPlane: Sendable {
             guard deployment.isDeleted else { return deployment }
             deployment.expiresAt = nil
             try await tx.updateDeployment(deployment)
-            try await tx.appendEvent(
-                agentId: agent.id, .init(deploymentId: deploymentId, type: .restored, message: "restored"),
+            try await tx.appendEvents(
+                agentId: agent.id,
+[.init(deploymentId: deploymentId, type: .restored, message: "restored")],
                 actor: ctx.actor, at: ctx.now)
             return deployment
         }
@@ -273,13 +274,13 @@ public final class ControlPlane: Sendable {
 
     /// Applies a reconcile decision under the agent's lock, deciding again on the locked row so a stale
     /// read (deleted, already ready, re-registered) changes nothing.
+    /// `agentId` is the deployment's owner as read before (it never changes, invariant 3).
     public func applyReconcile(
-        deploymentId: String, probe: ProbeOutcome?, now: Timestamp
+        deploymentId: String, agentId: String, probe: ProbeOutcome?, now: Timestamp
     ) async throws -> ReconcileAction {
         let policy = settings.reconcile
         return try await store.transaction { tx in
-            guard let unlocked = try await tx.deployment(id: deploymentId) else { return .none }
-            let agent = try await Self.lockAgent(tx, unlocked.agentId)
+            let agent = try await Self.lockAgent(tx, agentId)
             guard var deployment = try await tx.deployment(id: deploymentId, lock: true) else { return .none }
             let action = Reconcile.decide(deployment, probe: probe, now: now, policy: policy)
             let ctx = RequestContext(actor: .controller, now: now)
@@ -289,9 +290,8 @@ public final class ControlPlane: Sendable {
                 deployment.readyAt = now
                 deployment.statusReason = nil
                 try await tx.updateDeployment(deployment)
-                try await tx.appendEvent(
-                    agentId: agent.id,
-                    .init(deploymentId: deploymentId, type: .ready, message: "readiness probe passed"),
+                try await tx.appendEvents(
+                    agentId: agent.id, [.init(deploymentId: deploymentId, type: .ready, message: "readiness probe passed")],
                     actor: .controller, at: now)
                 if Reconcile.shouldAutoPromote(agent: agent, policy: policy.autoPromote) {
                     _ = try await Self.apply(tx, agent: agent, target: deployment, kind: .autoPromote, reason: nil, ctx)
@@ -300,15 +300,15 @@ public final class ControlPlane: Sendable {
                 deployment.status = .failed
                 deployment.statusReason = "\(reason.rawValue): \(detail)"
                 try await tx.updateDeployment(deployment)
-                try await tx.appendEvent(
-                    agentId: agent.id,
-                    .init(deploymentId: deploymentId, type: .failed, reason: reason.rawValue, message: detail),
+                try await tx.appendEvents(
+                    agentId: agent.id, [.init(deploymentId: deploymentId, type: .failed, reason: reason.rawValue, message: detail)],
                     actor: .controller, at: now)
             case .awaitRegistration, .retryProbe:
                 let hint = Reconcile.pendingHint(action)
                 if deployment.statusReason != hint {
                     deployment.statusReason = hint
-                    try await tx.updateDeployment(deployment)
+                    // The controller requeues this deployment itself; a notification would only re-run it now.
+                    try await tx.updateDeployment(deployment, notify: false)
                 }
             case .none, .probe:
                 break

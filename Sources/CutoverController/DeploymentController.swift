@@ -54,7 +54,7 @@ public final class DeploymentController: Service {
 
     private func watch(_ changes: AsyncStream<Change>) async {
         for await change in changes {
-            if let id = change.deploymentId { await queue.add(id) }
+            if change.needsReconcile, let id = change.deploymentId { await queue.add(id) }
         }
     }
 
@@ -126,7 +126,8 @@ public final class DeploymentController: Service {
         if case .probe(let url) = Reconcile.decide(deployment, probe: nil, now: .now(), policy: policy) {
             outcome = await prober.probe(url)
         }
-        let action = try await controlPlane.applyReconcile(deploymentId: id, probe: outcome, now: .now())
+        let action = try await controlPlane.applyReconcile(
+            deploymentId: id, agentId: deployment.agentId, probe: outcome, now: .now())
         switch action {
         case .markReady, .markFailed:
             logger.info(

@@ -1,5 +1,3 @@
-import Foundation
-
 /// The result of one readiness probe of a registered deployment.
 public enum ProbeOutcome: Sendable, Equatable {
     case healthy
@@ -83,7 +81,7 @@ public enum Reconcile {
 public enum ProbeVerdict {
     public static func judge(statusCode: Int, body: [UInt8]) -> ProbeOutcome {
         guard (200..<300).contains(statusCode) else { return .unhealthy("readiness probe answered HTTP \(statusCode)") }
-        guard let object = try? JSONDecoder().decode(JSONValue.self, from: Data(body)).objectValue,
+        guard let object = try? JSONCodec.parse(body).objectValue,
             let status = object["status"]
         else {
             return .healthy

@@ -5,10 +5,13 @@ import Synchronization
 public struct Change: Sendable, Hashable {
     public var agentId: String
     public var deploymentId: String?
+    /// The written deployment is still `Pending` and not deleted: the controller has work on it.
+    public var needsReconcile: Bool
 
-    public init(agentId: String, deploymentId: String?) {
+    public init(agentId: String, deploymentId: String?, needsReconcile: Bool = false) {
         self.agentId = agentId
         self.deploymentId = deploymentId
+        self.needsReconcile = needsReconcile
     }
 }
 

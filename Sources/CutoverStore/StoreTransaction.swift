@@ -15,8 +15,14 @@ public final class StoreTransaction: Sendable {
     }
 
     /// Records that `agentId`'s route or one of its deployments changed; published when the transaction commits.
-    public func noteChange(agentId: String, deploymentId: String?) {
-        pendingChanges.withLock { $0.append(Change(agentId: agentId, deploymentId: deploymentId)) }
+    public func noteChange(agentId: String, deploymentId: String?, needsReconcile: Bool = false) {
+        pendingChanges.withLock {
+            $0.append(Change(agentId: agentId, deploymentId: deploymentId, needsReconcile: needsReconcile))
+        }
+    }
+
+    private func noteChange(_ d: Deployment) {
+        noteChange(agentId: d.agentId, deploymentId: d.id, needsReconcile: d.status == .pending && !d.isDeleted)
     }
 
     var changes: [Change] { pendingChanges.withLock { $0 } }
@@ -134,12 +140,13 @@ public final class StoreTransaction: Sendable {
             \(bind: d.readyAt?.microseconds), \(bind: d.promotedAt?.microseconds), \(bind: d.demotedAt?.microseconds), \
             \(bind: d.expiresAt?.microseconds)) ON CONFLICT (id) DO NOTHING RETURNING id
             """).all()
-        if !rows.isEmpty { noteChange(agentId: d.agentId, deploymentId: d.id) }
+        if !rows.isEmpty { noteChange(d) }
         return !rows.isEmpty
     }
 
-    /// Writes every mutable field of `d`; `agent_id` is never written (invariant 3).
-    public func updateDeployment(_ d: Deployment) async throws {
+    /// Writes every mutable field of `d`; `agent_id` is never written (invariant 3). `notify: false` is for
+    /// writes nobody needs to react to (the controller's own pending hints).
+    public func updateDeployment(_ d: Deployment, notify: Bool = true) async throws {
         try await db.raw("""
             UPDATE deployments SET docker_image = \(bind: d.dockerImage), \
             registration_metadata = \(bind: try Self.encode(d.registrationMetadata)), status = \(bind: d.status.rawValue), \
@@ -149,17 +156,23 @@ public final class StoreTransaction: Sendable {
             promoted_at = \(bind: d.promotedAt?.microseconds), demoted_at = \(bind: d.demotedAt?.microseconds), \
             expires_at = \(bind: d.expiresAt?.microseconds) WHERE id = \(bind: d.id)
             """).run()
-        noteChange(agentId: d.agentId, deploymentId: d.id)
+        if notify { noteChange(d) }
     }
 
     // MARK: Events
 
-    public func appendEvent(agentId: String, _ draft: EventDraft, actor: Actor, at now: Timestamp) async throws {
-        try await db.raw("""
-            INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) VALUES \
-            (\(bind: Identifiers.uuid()), \(bind: agentId), \(bind: draft.deploymentId), \(bind: draft.type.rawValue), \
-            \(bind: draft.reason), \(bind: draft.message), \(bind: actor.description), \(bind: now.microseconds))
-            """).run()
+    /// Appends `drafts` in order, in one statement.
+    public func appendEvents(agentId: String, _ drafts: [EventDraft], actor: Actor, at now: Timestamp) async throws {
+        guard !drafts.isEmpty else { return }
+        var query: SQLQueryString = "INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) VALUES "
+        for (i, draft) in drafts.enumerated() {
+            if i > 0 { query.appendLiteral(", ") }
+            query.appendInterpolation("""
+                (\(bind: Identifiers.uuid()), \(bind: agentId), \(bind: draft.deploymentId), \(bind: draft.type.rawValue), \
+                \(bind: draft.reason), \(bind: draft.message), \(bind: actor.description), \(bind: now.microseconds))
+                """ as SQLQueryString)
+        }
+        try await db.raw(query).run()
     }
 
     public func listEvents(agentId: String, deploymentId: String?, page: Page) async throws -> [Event] {
@@ -194,12 +207,15 @@ public final class StoreTransaction: Sendable {
 
     static func encode(_ object: [String: JSONValue]?) throws -> String? {
         guard let object else { return nil }
-        return String(decoding: try JSONEncoder().encode(object), as: UTF8.self)
+        return JSONCodec.string(.object(object))
     }
 
     static func decodeObject(_ text: String?) throws -> [String: JSONValue]? {
         guard let text else { return nil }
-        return try JSONDecoder().decode([String: JSONValue].self, from: Data(text.utf8))
+        guard let object = try JSONCodec.parse(text).objectValue else {
+            throw JSONCodec.ParseError(offset: 0, reason: "stored metadata is not a JSON object")
+        }
+        return object
     }
 
     static func timestamp(_ row: any SQLRow, _ column: String) throws -> Timestamp? {

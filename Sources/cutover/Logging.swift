@@ -34,8 +34,8 @@ struct JSONLogHandler: LogHandler {
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
             fields[key] = .string("\(value)")
         }
-        guard var line = try? JSONEncoder().encode(JSONValue.object(fields)) else { return }
+        var line = JSONCodec.serialize(.object(fields))
         line.append(0x0A)
-        FileHandle.standardError.write(line)
+        FileHandle.standardError.write(Data(line))
     }
 }
