@@ -1,4 +1,7 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOHTTP1
 import Testing
 
 /// `cutover serve` as a process: the refusal of SPEC §6 and configuration errors.
@@ -47,5 +50,53 @@ struct ServeCommandTests {
         let (status, output) = try Self.run(["serve", "--listen", "127.0.0.1:0"] + arguments)
         #expect(status != 0)
         #expect(output.contains(message), "\(output)")
+    }
+
+    /// Starts `cutover serve` on a free port and returns the process and its base URL once it listens.
+    static func startServer(_ extra: [String]) throws -> (Process, String, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        let port = Int.random(in: 20000..<40000)
+        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--log-format", "json"] + extra
+        process.environment = ["PATH": "/usr/bin:/bin"]
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        return (process, "http://127.0.0.1:\(port)", pipe)
+    }
+
+    static func fetch(_ url: String, method: HTTPMethod = .GET, body: String? = nil) async -> (Int, String)? {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        guard let response = try? await Harness.http.execute(request, timeout: .seconds(5)),
+            let bytes = try? await response.body.collect(upTo: 1 << 20)
+        else { return nil }
+        return (Int(response.status.code), String(buffer: bytes))
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: binary)))
+    func servesMetricsAndReadinessAndExitsZeroOnSIGTERM() async throws {
+        let (process, base, pipe) = try Self.startServer(["--database-url", "sqlite::memory:", "--probe", "none"])
+        defer { if process.isRunning { process.terminate() } }
+        let ready = try await eventually(within: .seconds(20), "serve to answer /readyz") {
+            await Self.fetch(base + "/readyz").flatMap { $0.0 == 200 ? $0 : nil }
+        }
+        #expect(ready.1.contains("ready"))
+        let registered = await Self.fetch(
+            base + "/agents/register", method: .POST,
+            body: #"{"name":"m","description":"","acp_url":"http://127.0.0.1:9","acp_type":"async","registration_metadata":{"deployment_id":"d1"}}"#)
+        #expect(registered?.0 == 200)
+        let metrics = try await eventually("reconcile metrics") {
+            await Self.fetch(base + "/metrics").flatMap { $0.1.contains("controller_runtime_reconcile_total") ? $0.1 : nil }
+        }
+        #expect(metrics.contains("cutover_leader 1"))
+        #expect(metrics.contains("workqueue_adds_total"))
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let log = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("\"msg\":\"stopped\""))
     }
 }
