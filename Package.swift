@@ -52,9 +52,18 @@ let package = Package(
             ]
         ),
         .target(
+            name: "CutoverRouting",
+            dependencies: [
+                "CutoverCore", "CutoverStore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "CutoverAPI",
             dependencies: [
-                "CutoverCore", "CutoverStore", "CutoverController",
+                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -63,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "cutover",
             dependencies: [
-                "CutoverCore", "CutoverStore", "CutoverController", "CutoverAPI",
+                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -77,7 +86,7 @@ let package = Package(
         .testTarget(
             name: "CutoverIntegrationTests",
             dependencies: [
-                "CutoverCore", "CutoverStore", "CutoverController", "CutoverAPI",
+                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

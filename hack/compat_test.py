@@ -304,18 +304,15 @@ STEPS = [
     ("v2 created, registered, Ready", step_create_register_v2_ready),
     ("deployments.promote v2", step_promote_v2),
     ("exactly one production, agent points at it", step_single_production),
+    ("agents.rpc routes to production", step_rpc_routes_to_production),
+    ("agents.rpc_by_name", step_rpc_by_name),
+    ("deployments.preview_rpc to v1", step_preview_rpc_v1),
     ("deployments.delete production -> 409", step_delete_production_conflicts),
     ("deployments.delete v1", step_delete_v1),
     ("deployments.list hides deleted v1", step_list_hides_deleted),
     ("deleted v1 retrievable with expires_at", step_deleted_still_retrievable),
 ]
 
-# The RPC routes (SPEC §5) are not served yet; these steps join STEPS when they are.
-RPC_STEPS = [
-    ("agents.rpc routes to production", step_rpc_routes_to_production),
-    ("agents.rpc_by_name", step_rpc_by_name),
-    ("deployments.preview_rpc to v1", step_preview_rpc_v1),
-]
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
 import CutoverController
 import CutoverCore
+import CutoverRouting
 import CutoverStore
 import HTTPTypes
 import Hummingbird
@@ -12,15 +13,21 @@ public struct APIDependencies: Sendable {
     public var allowedHosts: HostAllowlist
     /// Renders `/metrics`; nil when metrics are not exported.
     public var metrics: (@Sendable () -> String)?
+    /// Forwards RPCs; without it the `/rpc` routes are not served.
+    public var proxy: RPCProxy?
+    /// The replica's route cache (made from the store when not given).
+    public var routes: RouteTable?
 
     public init(
         controlPlane: ControlPlane, auth: AuthSettings, allowedHosts: HostAllowlist = .any,
-        metrics: (@Sendable () -> String)? = nil
+        metrics: (@Sendable () -> String)? = nil, proxy: RPCProxy? = nil, routes: RouteTable? = nil
     ) {
+        self.routes = routes
         self.controlPlane = controlPlane
         self.auth = auth
         self.allowedHosts = allowedHosts
         self.metrics = metrics
+        self.proxy = proxy
     }
 
     var store: any Store { controlPlane.store }
@@ -36,6 +43,9 @@ public enum CutoverAPI {
         RegistrationRoutes(deps: deps).register(on: router)
         AgentRoutes(deps: deps).register(on: router)
         DeploymentRoutes(deps: deps).register(on: router)
+        if let proxy = deps.proxy {
+            RPCRoutes(deps: deps, table: deps.routes ?? RouteTable(store: deps.store), proxy: proxy).register(on: router)
+        }
         return router
     }
 }

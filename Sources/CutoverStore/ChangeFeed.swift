@@ -19,6 +19,7 @@ public struct Change: Sendable, Hashable {
 /// dry-run transaction notifies nobody.
 public final class ChangeFeed: Sendable {
     private let subscribers = Mutex<[Int: AsyncStream<Change>.Continuation]>([:])
+    private let listeners = Mutex<[@Sendable ([Change]) -> Void]>([])
     private let nextId = Atomic<Int>(0)
 
     public init() {}
@@ -33,8 +34,15 @@ public final class ChangeFeed: Sendable {
         return stream
     }
 
+    /// Calls `listener` synchronously on every publish, before the committing caller gets its answer: what
+    /// must be current by the committer's very next request (route caches) listens here.
+    public func addListener(_ listener: @escaping @Sendable ([Change]) -> Void) {
+        listeners.withLock { $0.append(listener) }
+    }
+
     public func publish(_ changes: [Change]) {
         guard !changes.isEmpty else { return }
+        for listener in listeners.withLock({ $0 }) { listener(changes) }
         let targets = subscribers.withLock { Array($0.values) }
         for continuation in targets {
             for change in changes { continuation.yield(change) }

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import CutoverAPI
 import CutoverController
 import CutoverCore
+import CutoverRouting
 import CutoverStore
 import Foundation
 import Hummingbird
@@ -28,7 +29,7 @@ struct Serve: AsyncParsableCommand {
         let applied = try await store.migrate()
         logger.info("database ready", metadata: ["database": "\(url.redacted)", "migrations_applied": "\(applied)"])
 
-        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        let httpClient = HTTPClient.forProxying()
         let controlPlane = ControlPlane(
             store: store,
             settings: ControlPlaneSettings(reconcile: settings.reconcile, deletionGrace: settings.deletionGrace),
@@ -49,7 +50,8 @@ struct Serve: AsyncParsableCommand {
                     var buffer: [UInt8] = []
                     registry.emit(into: &buffer)
                     return String(decoding: buffer, as: UTF8.self)
-                }))
+                },
+                proxy: RPCProxy(client: httpClient, timeout: settings.rpcTimeout)))
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "cutover"),
@@ -97,5 +99,17 @@ func parseDatabaseURL(_ text: String) throws -> DatabaseURL {
         return try DatabaseURL(parsing: text)
     } catch {
         throw ValidationError("--database-url: \(error.message)")
+    }
+}
+
+extension HTTPClient {
+    /// The one outbound client (RPC proxy and readiness probes): pooled keep-alive connections, no
+    /// redirects, a pool large enough for many concurrent RPCs to one agent.
+    static func forProxying() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 }

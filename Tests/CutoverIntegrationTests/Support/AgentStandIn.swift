@@ -1,3 +1,4 @@
+import CutoverCore
 import Hummingbird
 import Logging
 import NIOCore
@@ -11,9 +12,37 @@ final class AgentStandIn: Sendable {
         case unhealthy
     }
 
+    struct RecordedCall: Sendable {
+        var body: ByteBuffer
+        var headers: [String: JSONValue]
+        var method: String
+    }
+
     final class HealthBox: Sendable {
         let value: Mutex<Health>
+        let calls = Mutex<[RecordedCall]>([])
+        let releases = Mutex<(count: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
         init(_ h: Health) { value = Mutex(h) }
+
+        /// A streaming reply waits here between its lines until the test calls `release()`.
+        func waitForRelease() async {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ready = releases.withLock { r -> Bool in
+                    if r.count > 0 { r.count -= 1; return true }
+                    r.waiters.append(c)
+                    return false
+                }
+                if ready { c.resume() }
+            }
+        }
+
+        func release() {
+            let waiter = releases.withLock { r -> CheckedContinuation<Void, Never>? in
+                if r.waiters.isEmpty { r.count += 1; return nil }
+                return r.waiters.removeFirst()
+            }
+            waiter?.resume()
+        }
     }
 
     private let health: HealthBox
@@ -40,13 +69,35 @@ final class AgentStandIn: Sendable {
             }
         }
         router.post("/api") { request, _ -> Response in
-            let body = try await request.body.collect(upTo: 1 << 20)
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
+            let body = try await request.body.collect(upTo: 16 << 20)
+            let rpc = (try? JSONCodec.parse(body.readableBytesView))?.objectValue ?? [:]
+            var headers: [String: JSONValue] = [:]
+            for field in request.headers { headers[field.name.canonicalName] = .string(field.value) }
+            let call = RecordedCall(body: body, headers: headers, method: rpc["method"]?.stringValue ?? "")
+            state.calls.withLock { $0.append(call) }
+            let params = rpc["params"]?.objectValue ?? [:]
+            if case .number(let ms)? = params["sleep_ms"] { try await Task.sleep(for: .milliseconds(Int(ms))) }
+            let id = rpc["id"] ?? .null
+            if params["stream"] == .bool(true) {
+                return Response(
+                    status: .ok, headers: [.contentType: "application/x-ndjson"],
+                    body: .init { writer in
+                        try await writer.write(ByteBuffer(string: JSONCodec.string(["id": id, "result": ["line": 1]]) + "\n"))
+                        await state.waitForRelease()
+                        try await writer.write(ByteBuffer(string: JSONCodec.string(["id": id, "result": ["line": 2]]) + "\n"))
+                        try await writer.finish(nil)
+                    })
+            }
+            let reply: JSONValue = ["jsonrpc": "2.0", "id": id, "result": ["echo": .object(rpc), "headers": .object(headers)]]
+            return Response(status: .ok, headers: [.contentType: "application/json", .init("x-agent-says")!: "hello"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: JSONCodec.serialize(reply))))
         }
         return AgentStandIn(health: state, server: try await RunningServer.start(router: router))
     }
 
     func setHealth(_ h: Health) { health.value.withLock { $0 = h } }
+    var calls: [RecordedCall] { health.calls.withLock { $0 } }
+    func releaseStream() { health.release() }
 
     func stop() async { await server.stop() }
 }

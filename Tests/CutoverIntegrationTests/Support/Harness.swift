@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import CutoverAPI
 import CutoverController
 import CutoverCore
+import CutoverRouting
 import CutoverStore
 import Foundation
 import Hummingbird
@@ -18,6 +19,7 @@ final class Harness: Sendable {
     let controller: DeploymentController
     let baseURL: String
     let adminToken: String?
+    let routes: RouteTable
     private let server: RunningServer
     private let controllerTask: Task<Void, any Error>
     static let http = HTTPClient(eventLoopGroupProvider: .singleton)
@@ -28,11 +30,18 @@ final class Harness: Sendable {
         var auth = AuthSettings()
         var allowedHosts = HostAllowlist.any
         var runController = true
+        var rpcTimeout: Duration = .seconds(10)
     }
+
+    static let proxyClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     private init(
         backend: Backend, store: any Store, controlPlane: ControlPlane, controller: DeploymentController,
-        baseURL: String, adminToken: String?, server: RunningServer, controllerTask: Task<Void, any Error>
+        baseURL: String, adminToken: String?, routes: RouteTable, server: RunningServer, controllerTask: Task<Void, any Error>
     ) {
         self.backend = backend
         self.store = store
@@ -40,6 +49,7 @@ final class Harness: Sendable {
         self.controller = controller
         self.baseURL = baseURL
         self.adminToken = adminToken
+        self.routes = routes
         self.server = server
         self.controllerTask = controllerTask
     }
@@ -57,12 +67,15 @@ final class Harness: Sendable {
         let controllerTask = Task {
             if options.runController { try await controller.run() }
         }
+        let routes = RouteTable(store: store)
         let router = CutoverAPI.router(
-            APIDependencies(controlPlane: controlPlane, auth: options.auth, allowedHosts: options.allowedHosts))
+            APIDependencies(
+                controlPlane: controlPlane, auth: options.auth, allowedHosts: options.allowedHosts,
+                proxy: RPCProxy(client: proxyClient, timeout: options.rpcTimeout), routes: routes))
         let server = try await RunningServer.start(router: router)
         return Harness(
             backend: backend, store: store, controlPlane: controlPlane, controller: controller,
-            baseURL: "http://127.0.0.1:\(server.port)", adminToken: options.auth.adminTokens.first,
+            baseURL: "http://127.0.0.1:\(server.port)", adminToken: options.auth.adminTokens.first, routes: routes,
             server: server, controllerTask: controllerTask)
     }
 

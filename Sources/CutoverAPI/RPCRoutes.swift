@@ -1,0 +1,127 @@
+import CutoverCore
+import CutoverRouting
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// `POST /agents/{id}/rpc`, `/agents/name/{name}/rpc` (production, else legacy) and
+/// `/agents/{id}/deployments/{did}/rpc` (that deployment only). Every error is a JSON-RPC error body.
+struct RPCRoutes {
+    let deps: APIDependencies
+    let table: RouteTable
+    let proxy: RPCProxy
+    static let bodyLimit = 10 << 20
+
+    func register(on router: Router<APIRequestContext>) {
+        router.post("/agents/:id/rpc") { request, context in
+            let id = try context.parameters.require("id")
+            return await handle(request) { principal in
+                try await productionTarget(try await visible(try await table.route(agentId: id), id, principal))
+            }
+        }
+        router.post("/agents/name/:name/rpc") { request, context in
+            let name = try context.parameters.require("name")
+            return await handle(request) { principal in
+                try await productionTarget(try await visible(try await table.route(agentName: name), name, principal))
+            }
+        }
+        router.post("/agents/:id/deployments/:did/rpc") { request, context in
+            let id = try context.parameters.require("id")
+            let did = try context.parameters.require("did")
+            return await handle(request) { principal in
+                _ = try await visible(try await table.route(agentId: id), id, principal)
+                guard let route = try await table.route(agentId: id, deploymentId: did) else {
+                    throw JSONRPC.Failure(.notFound, 404, "deployment '\(did)' not found for agent '\(id)'",
+                                          data: ["agent": .string(id), "deployment": .string(did)])
+                }
+                let data: [String: JSONValue] = ["agent": .string(route.agent.agentId), "deployment": .string(did)]
+                if route.isDeleted {
+                    throw JSONRPC.Failure(.deleted, 410, "deployment '\(did)' is deleted", data: data)
+                }
+                guard route.status == .ready, let url = route.url else {
+                    throw JSONRPC.Failure(
+                        .noRoute, 409, "deployment '\(did)' is \(route.status.rawValue), not Ready", data: data)
+                }
+                return (route.agent, url, did, data)
+            }
+        }
+    }
+
+    /// The agent as the caller may see it: unknown, deleted and other agents' (for an agent key) are 404.
+    func visible(_ route: AgentRoute?, _ ref: String, _ principal: Principal) async throws -> AgentRoute {
+        guard let route, !route.isDeleted else {
+            throw JSONRPC.Failure(.notFound, 404, "agent '\(ref)' not found", data: ["agent": .string(ref)])
+        }
+        if case .agent(let id) = principal, id != route.agentId {
+            throw JSONRPC.Failure(.notFound, 404, "agent '\(ref)' not found", data: ["agent": .string(ref)])
+        }
+        return route
+    }
+
+    func productionTarget(_ route: AgentRoute) async throws -> (AgentRoute, String, String, [String: JSONValue]) {
+        switch route.target {
+        case .deployment(let id, let url):
+            return (route, url, id, ["agent": .string(route.agentId), "deployment": .string(id)])
+        case .legacy(let url):
+            return (route, url, "legacy", ["agent": .string(route.agentId), "deployment": "legacy"])
+        case .none:
+            throw JSONRPC.Failure(
+                .noRoute, 409,
+                "agent '\(route.name)' has no route: no production deployment and no legacy URL",
+                data: ["agent": .string(route.agentId)])
+        }
+    }
+
+    /// Authenticates, reads and validates the body, resolves the target, checks the method, and streams
+    /// the agent's answer back. Nothing reaches the agent until every check has passed.
+    func handle(
+        _ request: Request,
+        resolve: (Principal) async throws -> (AgentRoute, String, String, [String: JSONValue])
+    ) async -> Response {
+        var requestId: JSONValue = .null
+        do {
+            let principal: Principal
+            do {
+                principal = try await deps.authenticator.principal(request)
+            } catch let error as CutoverError {
+                throw JSONRPC.Failure(.invalidRequest, error.status, error.message)
+            }
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: Self.bodyLimit)
+            } catch {
+                throw JSONRPC.Failure(.invalidRequest, 413, "request body is larger than \(Self.bodyLimit >> 20) MiB")
+            }
+            let parsed: JSONValue
+            do {
+                parsed = try JSONCodec.parse(body.readableBytesView)
+            } catch {
+                throw JSONRPC.Failure(.parseError, 400, "parse error: \(error)")
+            }
+            requestId = JSONRPC.requestId(parsed)
+            let rpc = try JSONRPC.validate(parsed)
+            let (route, url, deploymentLabel, data) = try await resolve(principal)
+            try JSONRPC.authorize(rpc, acpType: route.acpType, agent: route.agentId)
+            let headers = HeaderPolicy.upstream(
+                request.headers.map { ($0.name.canonicalName, $0.value) }, apiKey: route.apiKey,
+                newRequestId: Identifiers.uuid)
+            let proxied = try await proxy.forward(body: body, to: url, headers: headers, errorData: data)
+            var fields = HTTPFields()
+            for (name, value) in proxied.headers {
+                if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
+            }
+            fields[.deploymentId] = deploymentLabel
+            return Response(
+                status: .init(code: proxied.status), headers: fields, body: ResponseBody(asyncSequence: proxied.body))
+        } catch let failure as JSONRPC.Failure {
+            return Wire.response(failure.body(id: requestId), status: .init(code: failure.httpStatus))
+        } catch {
+            let failure = JSONRPC.Failure(.upstreamUnreachable, 503, "route lookup failed: \(error)")
+            return Wire.response(failure.body(id: requestId), status: .serviceUnavailable)
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let deploymentId = Self("x-cutover-deployment-id")!
+}

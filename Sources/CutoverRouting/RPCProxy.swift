@@ -1,0 +1,52 @@
+import AsyncHTTPClient
+import CutoverCore
+import NIOCore
+import NIOHTTP1
+
+/// What the agent answered: streamed through, never buffered whole.
+public struct ProxiedResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: HTTPClientResponse.Body
+}
+
+/// Forwards a validated JSON-RPC body to `{acp_url}/api` over one shared, pooled HTTP client.
+public struct RPCProxy: Sendable {
+    let client: HTTPClient
+    let timeout: Duration
+
+    public init(client: HTTPClient, timeout: Duration) {
+        self.client = client
+        self.timeout = timeout
+    }
+
+    /// `errorData` names the agent and deployment in any JSON-RPC error.
+    public func forward(
+        body: ByteBuffer, to acpURL: String, headers: [(String, String)], errorData: [String: JSONValue]
+    ) async throws(JSONRPC.Failure) -> ProxiedResponse {
+        var request = HTTPClientRequest(url: Self.apiURL(acpURL))
+        request.method = .POST
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(body)
+        do {
+            let response = try await client.execute(request, deadline: .now() + .microseconds(timeout.microseconds))
+            let headers = HeaderPolicy.downstream(response.headers.map { ($0.name, $0.value) })
+            return ProxiedResponse(status: Int(response.status.code), headers: headers, body: response.body)
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout
+            || error == .connectTimeout
+        {
+            throw JSONRPC.Failure(
+                .upstreamTimeout, 504, "the agent did not answer within \(timeout.formatted)", data: errorData)
+        } catch is CancellationError {
+            throw JSONRPC.Failure(.upstreamUnreachable, 502, "the request was cancelled", data: errorData)
+        } catch {
+            throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent is unreachable: \(error)", data: errorData)
+        }
+    }
+
+    static func apiURL(_ base: String) -> String {
+        var base = Substring(base)
+        while base.hasSuffix("/") { base = base.dropLast() }
+        return base + "/api"
+    }
+}

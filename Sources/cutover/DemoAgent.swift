@@ -1,0 +1,97 @@
+import ArgumentParser
+import AsyncHTTPClient
+import CutoverCore
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// A small ACP agent for walkthroughs, tests and benchmarks: `/healthz`, and `/api` echoing the method,
+/// params and received headers (streaming NDJSON for `message/send` with `stream: true`).
+struct DemoAgent: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo-agent", abstract: "Run a demo ACP agent that can register itself like an agentex-sdk pod.")
+
+    @Option(help: "Port to serve on (127.0.0.1).") var port: Int
+    @Option(help: "Host to bind.") var host = "127.0.0.1"
+    @Option(help: "Agent name used when registering.") var name = "demo"
+    @Option(help: "acp_type used when registering: sync | async | agentic.") var acpType = "sync"
+    @Option(help: "Register as this deployment (registration_metadata.deployment_id).") var deploymentId: String?
+    @Option(help: "Cutover URL to register with, e.g. http://127.0.0.1:8080.") var registerWith: String?
+    @Option(help: "Registration bearer token.") var token: String?
+    @Option(help: "Delay between streamed lines (e.g. 100ms).") var streamDelay = "50ms"
+
+    func run() async throws {
+        let delay = Duration.parse(streamDelay) ?? .milliseconds(50)
+        let identity = deploymentId ?? "legacy"
+        let router = Router()
+        router.get("/healthz") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(string: #"{"status":"healthy"}"#)))
+        }
+        router.post("/api") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 10 << 20)
+            let rpc = (try? JSONCodec.parse(body.readableBytesView))?.objectValue ?? [:]
+            var headers: [String: JSONValue] = [:]
+            for field in request.headers { headers[field.name.canonicalName] = .string(field.value) }
+            let id = rpc["id"] ?? .null
+            let method = rpc["method"] ?? .null
+            let params = rpc["params"] ?? .null
+            let streaming = method == "message/send" && params.objectValue?["stream"] == .bool(true)
+            guard streaming else {
+                let result: JSONValue = [
+                    "method": method, "params": params, "headers": .object(headers), "deployment": .string(identity),
+                ]
+                let reply = JSONCodec.serialize(["jsonrpc": "2.0", "id": id, "result": result])
+                return Response(status: .ok, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(bytes: reply)))
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "application/x-ndjson"],
+                body: .init { writer in
+                    for i in 0..<3 {
+                        let line: JSONValue = ["jsonrpc": "2.0", "id": id, "result": ["chunk": .number(Double(i)), "deployment": .string(identity)]]
+                        try await writer.write(ByteBuffer(bytes: JSONCodec.serialize(line) + [0x0A]))
+                        if i < 2 { try await Task.sleep(for: delay) }
+                    }
+                    try await writer.finish(nil)
+                })
+        }
+        var logger = Logger(label: "demo-agent")
+        logger.logLevel = .warning
+        let registration = registerWith.map { url in
+            { @Sendable in try await register(with: url) }
+        }
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "demo-agent"),
+            onServerRunning: { _ in
+                print("demo-agent listening on http://\(host):\(port)")
+                if let registration {
+                    do { try await registration() } catch { print("registration failed: \(error)") }
+                }
+            },
+            logger: logger)
+        try await app.runService()
+    }
+
+    /// Registers the way agentex-sdk pods do: a plain POST of the pod's identity.
+    func register(with base: String) async throws {
+        var metadata: JSONValue = .null
+        if let deploymentId { metadata = ["deployment_id": .string(deploymentId)] }
+        let body: JSONValue = [
+            "name": .string(name), "description": "demo agent", "acp_url": .string("http://\(host):\(port)"),
+            "acp_type": .string(acpType), "registration_metadata": metadata, "principal_context": nil,
+        ]
+        var request = HTTPClientRequest(url: base + "/agents/register")
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
+        request.body = .bytes(ByteBuffer(bytes: JSONCodec.serialize(body)))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let reply = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .ok else {
+            throw ValidationError("registration answered \(response.status.code): \(String(buffer: reply))")
+        }
+        print("registered with \(base) as \(name)\(deploymentId.map { " deployment \($0)" } ?? "")")
+    }
+}
