@@ -64,6 +64,7 @@ let package = Package(
             dependencies: [
                 "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),

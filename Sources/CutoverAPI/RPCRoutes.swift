@@ -2,6 +2,7 @@ import CutoverCore
 import CutoverRouting
 import HTTPTypes
 import Hummingbird
+import Metrics
 import NIOCore
 
 /// `POST /agents/{id}/rpc`, `/agents/name/{name}/rpc` (production, else legacy) and
@@ -79,6 +80,13 @@ struct RPCRoutes {
         resolve: (Principal) async throws -> (AgentRoute, String, String, [String: JSONValue])
     ) async -> Response {
         var requestId: JSONValue = .null
+        let start = ContinuousClock.now
+        var outcome = "error"
+        defer {
+            let counter = outcome == "forwarded" ? RPCMetrics.forwarded : RPCMetrics.requests(outcome)
+            counter.increment()
+            RPCMetrics.headLatency.recordNanoseconds((ContinuousClock.now - start).microseconds * 1_000)
+        }
         do {
             let principal: Principal
             do {
@@ -111,9 +119,11 @@ struct RPCRoutes {
                 if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
             }
             fields[.deploymentId] = deploymentLabel
+            outcome = "forwarded"
             return Response(
                 status: .init(code: proxied.status), headers: fields, body: ResponseBody(asyncSequence: proxied.body))
         } catch let failure as JSONRPC.Failure {
+            outcome = String(failure.code.rawValue)
             return Wire.response(failure.body(id: requestId), status: .init(code: failure.httpStatus))
         } catch {
             let failure = JSONRPC.Failure(.upstreamUnreachable, 503, "route lookup failed: \(error)")
@@ -124,4 +134,13 @@ struct RPCRoutes {
 
 extension HTTPField.Name {
     static let deploymentId = Self("x-cutover-deployment-id")!
+}
+
+/// Made once: metric handles are looked up in the registry on creation, which the hot path should not pay.
+enum RPCMetrics {
+    static let forwarded = requests("forwarded")
+    static let headLatency = Timer(label: "cutover_rpc_head_seconds")
+    static func requests(_ outcome: String) -> Counter {
+        Counter(label: "cutover_rpc_requests_total", dimensions: [("outcome", outcome)])
+    }
 }
