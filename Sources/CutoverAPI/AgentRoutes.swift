@@ -30,21 +30,22 @@ struct AgentRoutes {
             return Wire.response(Wire.agent(agent))
         }
         router.delete("/agents/name/:name") { request, context in
-            try await deleteAgent(request, try await visibleAgent(request, byName: try context.parameters.require("name")))
+            try await deleteAgent(request, id: try await visibleAgent(request, byName: try context.parameters.require("name")).id)
         }
         router.delete("/agents/:id") { request, context in
-            try await deleteAgent(request, try await visibleAgent(request, id: try context.parameters.require("id")))
+            try await deleteAgent(request, id: try context.parameters.require("id"))
         }
         router.post("/agents/:id/rollback") { request, context in
-            let (agent, principal) = try await authorizedAgent(request, context)
-            try principal.requireAdmin(for: agent, action: "roll back")
+            let agentId = try context.parameters.require("id")
+            let principal = try await deps.authorize(request, agentId: agentId)
+            try principal.requireAdmin(action: "roll back")
             let dryRun = try QueryInput(request).dryRun
             var body = try await BodyFields.read(request, allowEmpty: true)
             let target = body.string("to_deployment_id", rule: Rules.deploymentIdProblem)
             let reason = body.string("reason") { Rules.shortTextProblem($0, max: 1024) }
             try body.check()
             let deployment = try await deps.controlPlane.rollback(
-                agentId: agent.id, to: target, reason: reason, RequestContext(actor: principal.actor, dryRun: dryRun))
+                agentId: agentId, to: target, reason: reason, RequestContext(actor: principal.actor, dryRun: dryRun))
             return Wire.response(Wire.deployment(deployment), dryRun: dryRun)
         }
         router.get("/agents/:id/events") { request, context in
@@ -55,11 +56,11 @@ struct AgentRoutes {
         }
     }
 
-    func deleteAgent(_ request: Request, _ agent: Agent) async throws -> Response {
-        let principal = try await deps.authenticator.principal(request)
-        try principal.requireAdmin(for: agent, action: "delete an agent")
+    func deleteAgent(_ request: Request, id: String) async throws -> Response {
+        let principal = try await deps.authorize(request, agentId: id)
+        try principal.requireAdmin(action: "delete an agent")
         let dryRun = try QueryInput(request).dryRun
-        _ = try await deps.controlPlane.deleteAgent(id: agent.id, RequestContext(actor: principal.actor, dryRun: dryRun))
+        let agent = try await deps.controlPlane.deleteAgent(id: id, RequestContext(actor: principal.actor, dryRun: dryRun))
         return Wire.response(
             ["id": .string(agent.id), "message": .string("agent '\(agent.name)' deleted")], dryRun: dryRun)
     }
@@ -88,6 +89,14 @@ struct AgentRoutes {
 }
 
 extension APIDependencies {
+    /// Authenticates the caller and checks it may act on agent `id` without reading the agent: an agent key
+    /// sees only its own agent (404 otherwise). The unit of work itself answers 404 for an unknown agent.
+    func authorize(_ request: Request, agentId: String) async throws -> Principal {
+        let principal = try await authenticator.principal(request)
+        if case .agent(let own) = principal, own != agentId { throw CutoverError.agentNotFound(agentId) }
+        return principal
+    }
+
     /// Authenticates the caller and finds the `{id}` agent it may see (404 otherwise).
     func resolveAgent(_ request: Request, id: String) async throws -> (Agent, Principal) {
         let principal = try await authenticator.principal(request)

@@ -64,9 +64,8 @@ extension Principal {
         if case .agent(let id) = self, id != agent.id { throw CutoverError.agentNotFound(agent.id) }
     }
 
-    /// Admin-only actions on a visible agent: 403 for the agent's own key.
-    func requireAdmin(for agent: Agent, action: String) throws {
-        try requireVisible(agent)
+    /// Admin-only actions on an agent the caller may see: 403 for the agent's own key.
+    func requireAdmin(action: String) throws {
         if case .agent = self {
             throw CutoverError.forbidden("an agent API key cannot \(action); use an admin token")
         }

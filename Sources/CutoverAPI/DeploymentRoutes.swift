@@ -9,7 +9,8 @@ struct DeploymentRoutes {
 
     func register(on router: Router<APIRequestContext>) {
         router.post("/agents/:id/deployments") { request, context in
-            let (agent, principal) = try await deps.resolveAgent(request, id: try context.parameters.require("id"))
+            let agentId = try context.parameters.require("id")
+            let principal = try await deps.authorize(request, agentId: agentId)
             let dryRun = try QueryInput(request).dryRun
             var body = try await BodyFields.read(request)
             let image = body.string("docker_image", required: true) { Rules.shortTextProblem($0, max: 1024) }
@@ -19,7 +20,7 @@ struct DeploymentRoutes {
             let helm = body.string("helm_release_name") { Rules.shortTextProblem($0) }
             try body.check()
             let deployment = try await deps.controlPlane.createDeployment(
-                agentId: agent.id,
+                agentId: agentId,
                 .init(dockerImage: image!, id: id, registrationMetadata: metadata, sgpDeployId: sgp, helmReleaseName: helm),
                 RequestContext(actor: principal.actor, dryRun: dryRun))
             return Wire.response(Wire.deployment(deployment), dryRun: dryRun)
@@ -47,36 +48,46 @@ struct DeploymentRoutes {
             return Wire.response(.array(events.map(Wire.event)))
         }
         router.post("/agents/:id/deployments/:did/promote") { request, context in
-            let (agent, deployment, principal) = try await resolve(request, context)
-            try principal.requireAdmin(for: agent, action: "promote")
+            let (agentId, deploymentId, principal) = try await authorizeDeployment(request, context)
+            try principal.requireAdmin(action: "promote")
             let dryRun = try QueryInput(request).dryRun
             var body = try await BodyFields.read(request, allowEmpty: true)
             let reason = body.string("reason") { Rules.shortTextProblem($0, max: 1024) }
             try body.check()
             let promoted = try await deps.controlPlane.promote(
-                agentId: agent.id, deploymentId: deployment.id, reason: reason,
+                agentId: agentId, deploymentId: deploymentId, reason: reason,
                 RequestContext(actor: principal.actor, dryRun: dryRun))
             return Wire.response(Wire.deployment(promoted), dryRun: dryRun)
         }
         router.delete("/agents/:id/deployments/:did") { request, context in
-            let (agent, deployment, principal) = try await resolve(request, context)
-            try principal.requireAdmin(for: agent, action: "delete a deployment")
+            let (agentId, deploymentId, principal) = try await authorizeDeployment(request, context)
+            try principal.requireAdmin(action: "delete a deployment")
             let dryRun = try QueryInput(request).dryRun
             let deleted = try await deps.controlPlane.deleteDeployment(
-                agentId: agent.id, deploymentId: deployment.id, RequestContext(actor: principal.actor, dryRun: dryRun))
+                agentId: agentId, deploymentId: deploymentId, RequestContext(actor: principal.actor, dryRun: dryRun))
             let until = deleted.expiresAt.map { "; restorable until \($0)" } ?? ""
             return Wire.response(
-                ["id": .string(deployment.id), "message": .string("deployment '\(deployment.id)' deleted\(until)")],
+                ["id": .string(deploymentId), "message": .string("deployment '\(deploymentId)' deleted\(until)")],
                 dryRun: dryRun)
         }
         router.post("/agents/:id/deployments/:did/restore") { request, context in
-            let (agent, deployment, principal) = try await resolve(request, context)
-            try principal.requireAdmin(for: agent, action: "restore a deployment")
+            let (agentId, deploymentId, principal) = try await authorizeDeployment(request, context)
+            try principal.requireAdmin(action: "restore a deployment")
             let dryRun = try QueryInput(request).dryRun
             let restored = try await deps.controlPlane.restoreDeployment(
-                agentId: agent.id, deploymentId: deployment.id, RequestContext(actor: principal.actor, dryRun: dryRun))
+                agentId: agentId, deploymentId: deploymentId, RequestContext(actor: principal.actor, dryRun: dryRun))
             return Wire.response(Wire.deployment(restored), dryRun: dryRun)
         }
+    }
+
+    /// The `{id}` and `{did}` of a mutation the caller may attempt; the unit of work checks that they exist
+    /// and belong together.
+    func authorizeDeployment(
+        _ request: Request, _ context: APIRequestContext
+    ) async throws -> (String, String, Principal) {
+        let agentId = try context.parameters.require("id")
+        let principal = try await deps.authorize(request, agentId: agentId)
+        return (agentId, try context.parameters.require("did"), principal)
     }
 
     /// The `{id}` agent and its `{did}` deployment: 404 unless the deployment belongs to that agent.

@@ -174,10 +174,12 @@ public final class ControlPlane: Sendable {
                 throw CutoverError.conflict("agent '\(agent.name)' is deleted; it takes no new deployments")
             }
             let id = request.id ?? Identifiers.uuid()
+            let deadline = ctx.now + self.settings.reconcile.progressDeadline
             let fresh = Deployment(
                 id: id, agentId: agent.id, dockerImage: request.dockerImage,
-                registrationMetadata: request.registrationMetadata, sgpDeployId: request.sgpDeployId,
-                helmReleaseName: request.helmReleaseName, createdAt: ctx.now)
+                registrationMetadata: request.registrationMetadata,
+                statusReason: Reconcile.pendingHint(.awaitRegistration(deadline: deadline)),
+                sgpDeployId: request.sgpDeployId, helmReleaseName: request.helmReleaseName, createdAt: ctx.now)
             guard try await tx.insertDeploymentIfAbsent(fresh) else {
                 guard let existing = try await tx.deployment(id: id), existing.agentId == agent.id else {
                     throw CutoverError.conflict("deployment id '\(id)' belongs to another agent")
@@ -289,13 +291,17 @@ public final class ControlPlane: Sendable {
                 deployment.status = .ready
                 deployment.readyAt = now
                 deployment.statusReason = nil
-                try await tx.updateDeployment(deployment)
-                try await tx.appendEvents(
-                    agentId: agent.id, [.init(deploymentId: deploymentId, type: .ready, message: "readiness probe passed")],
-                    actor: .controller, at: now)
+                var events = [EventDraft(deploymentId: deploymentId, type: .ready, message: "readiness probe passed")]
                 if Reconcile.shouldAutoPromote(agent: agent, policy: policy.autoPromote) {
-                    _ = try await Self.apply(tx, agent: agent, target: deployment, kind: .autoPromote, reason: nil, ctx)
+                    // The agent has no production deployment, so there is nothing to demote: one write each.
+                    let plan = try Promotion.plan(
+                        agent: agent, target: deployment, current: nil, kind: .autoPromote, reason: nil, now: now)
+                    deployment = plan.target
+                    try await tx.updateAgent(plan.agent)
+                    events += plan.events
                 }
+                try await tx.updateDeployment(deployment)
+                try await tx.appendEvents(agentId: agent.id, events, actor: ctx.actor, at: now)
             case .markFailed(let reason, let detail):
                 deployment.status = .failed
                 deployment.statusReason = "\(reason.rawValue): \(detail)"

@@ -123,8 +123,19 @@ public final class DeploymentController: Service {
         }
         let policy = controlPlane.settings.reconcile
         var outcome: ProbeOutcome?
-        if case .probe(let url) = Reconcile.decide(deployment, probe: nil, now: .now(), policy: policy) {
+        var decision = Reconcile.decide(deployment, probe: nil, now: .now(), policy: policy)
+        if case .probe(let url) = decision {
             outcome = await prober.probe(url)
+            decision = Reconcile.decide(deployment, probe: outcome, now: .now(), policy: policy)
+        }
+        // Nothing to write (no transition, the pending hint already recorded): skip the transaction.
+        switch decision {
+        case .none:
+            return decision
+        case .awaitRegistration, .retryProbe:
+            if deployment.statusReason == Reconcile.pendingHint(decision) { return decision }
+        default:
+            break
         }
         let action = try await controlPlane.applyReconcile(
             deploymentId: id, agentId: deployment.agentId, probe: outcome, now: .now())
