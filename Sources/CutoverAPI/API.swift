@@ -38,7 +38,7 @@ public enum CutoverAPI {
     /// The router with every route of SPEC §2 and the error envelope around them.
     public static func router(_ deps: APIDependencies) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
-        router.add(middleware: ErrorEnvelopeMiddleware())
+        router.add(middleware: ErrorEnvelopeMiddleware(store: deps.store))
         OperationsRoutes(deps: deps).register(on: router)
         RegistrationRoutes(deps: deps).register(on: router)
         AgentRoutes(deps: deps).register(on: router)
@@ -53,6 +53,7 @@ public enum CutoverAPI {
 /// Renders every error as `{"message", "code", "data"}` (SPEC §2).
 struct ErrorEnvelopeMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
+    let store: any Store
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -71,6 +72,10 @@ struct ErrorEnvelopeMiddleware: RouterMiddleware {
                 default: .malformed(error.body ?? error.status.reasonPhrase)
                 }
             return Wire.response(Wire.error(mapped), status: .init(code: mapped.status))
+        } catch where store.isUnavailable(error) {
+            context.logger.warning("database unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            let unavailable = CutoverError.unavailable("the database is unreachable; retry shortly")
+            return Wire.response(Wire.error(unavailable), status: .serviceUnavailable)
         } catch {
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             let body: JSONValue = ["message": .string("internal error: \(error)"), "code": 500, "data": nil]

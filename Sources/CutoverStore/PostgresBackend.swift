@@ -28,6 +28,13 @@ final class PostgresBackend: DatabaseBackend {
         try await client.withConnection { connection in try await body(connection.sql()) }
     }
 
+    /// Connection-level failures (refused, closed, pool exhausted or its circuit breaker open), as opposed
+    /// to an error the server returned for a statement.
+    func isUnavailable(_ error: any Error) -> Bool {
+        if let error = error as? PSQLError { return error.code != .server && error.code != .queryCancelled }
+        return String(reflecting: type(of: error)).contains("ConnectionPoolError")
+    }
+
     func close() async throws {
         runTask.cancel()
         await runTask.value

@@ -11,6 +11,7 @@ protocol DatabaseBackend: Sendable {
     ) async throws -> T
     func withSession<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
     func close() async throws
+    func isUnavailable(_ error: any Error) -> Bool
 }
 
 /// The one `Store` implementation: the same SQL on either backend.
@@ -80,6 +81,8 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
             return false
         }
     }
+
+    func isUnavailable(_ error: any Error) -> Bool { backend.isUnavailable(error) }
 
     func close() async throws {
         changes.finish()

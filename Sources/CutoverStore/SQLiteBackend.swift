@@ -31,6 +31,9 @@ final class SQLiteBackend: DatabaseBackend {
         try await gate.run { [connection] in try await body(connection.sql()) }
     }
 
+    /// The file is local: an error is never "unreachable".
+    func isUnavailable(_ error: any Error) -> Bool { false }
+
     func close() async throws {
         try await gate.run { [connection] in try await connection.close() }
     }

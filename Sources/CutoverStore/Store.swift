@@ -21,6 +21,9 @@ public protocol Store: Sendable {
     func isReady() async -> Bool
 
     func close() async throws
+
+    /// Whether `error` means the database cannot be reached (answered 503) rather than a bug (500).
+    func isUnavailable(_ error: any Error) -> Bool
 }
 
 extension Store {
