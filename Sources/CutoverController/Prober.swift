@@ -27,7 +27,9 @@ public struct HTTPReadinessProber: ReadinessProber {
         } catch let error as HTTPClientError where error == .deadlineExceeded {
             return .unhealthy("readiness probe timed out after \(timeout.formatted)")
         } catch {
-            return .unhealthy("readiness probe failed: \(error)")
+            let text = "\(error)"
+            if text.contains("refused") { return .unhealthy("readiness probe failed: connection refused by \(url)") }
+            return .unhealthy("readiness probe failed: \(text)")
         }
     }
 }

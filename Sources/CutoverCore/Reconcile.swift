@@ -52,6 +52,11 @@ public enum Reconcile {
         if policy.probe == .none { return .markReady }
         switch probe {
         case nil:
+            // At the deadline a probe that already failed decides: probing again could take the whole probe
+            // timeout and make the failure late. A deployment never probed gets its one probe.
+            if now >= deadline, let lastError = lastProbeError(deployment) {
+                return .markFailed(.probeFailed, detail: lastError)
+            }
             return .probe(url: joinURL(url, policy.probePath))
         case .healthy:
             return .markReady
@@ -67,6 +72,13 @@ public enum Reconcile {
     /// no production deployment and no legacy route, so a preview pod of a legacy agent never takes over.
     public static func shouldAutoPromote(agent: Agent, policy: AutoPromotePolicy) -> Bool {
         policy == .first && agent.productionDeploymentId == nil && agent.acpURL == nil && agent.status != .deleted
+    }
+
+    /// The error recorded by the last failed probe (the `ProbePending` hint), if any.
+    static func lastProbeError(_ deployment: Deployment) -> String? {
+        let prefix = "ProbePending: "
+        guard let reason = deployment.statusReason, reason.hasPrefix(prefix) else { return nil }
+        return String(reason.dropFirst(prefix.count))
     }
 
     static func joinURL(_ base: String, _ path: String) -> String {

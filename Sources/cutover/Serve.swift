@@ -13,7 +13,7 @@ import Prometheus
 import ServiceLifecycle
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the API, the controller and the garbage collector.")
+    static let configuration = CommandConfiguration(abstract: "Run the API, the RPC router and the controller.")
 
     @OptionGroup var options: ServeOptions
 

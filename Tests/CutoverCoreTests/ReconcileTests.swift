@@ -124,6 +124,18 @@ struct ReconcileDecideTests {
             == .probe(url: url + "/healthz"))
     }
 
+    @Test("at the deadline, a probe that already failed decides without probing again (no late failure)")
+    func failsAtDeadlineWithTheRecordedProbeError() {
+        var d = Fixture.deployment("d", status: .pending, acpURL: url)
+        d.statusReason = "ProbePending: readiness probe answered HTTP 503"
+        #expect(Reconcile.decide(d, probe: nil, now: deadline, policy: defaultPolicy)
+            == .markFailed(.probeFailed, detail: "readiness probe answered HTTP 503"))
+        #expect(Reconcile.decide(d, probe: nil, now: deadline + .microseconds(-1), policy: defaultPolicy)
+            == .probe(url: url + "/healthz"), "before the deadline it probes again")
+        d.statusReason = "WaitingForRegistration: no pod has registered yet"
+        #expect(Reconcile.decide(d, probe: nil, now: deadline, policy: defaultPolicy) == .probe(url: url + "/healthz"))
+    }
+
     @Test("healthy probe → Ready, before or after the deadline", arguments: instants)
     func healthyMarksReady(_ offset: Duration) {
         let d = Fixture.deployment("d", status: .pending, acpURL: url)
