@@ -120,8 +120,12 @@ struct RPCRoutes {
             }
             fields[.deploymentId] = deploymentLabel
             outcome = "forwarded"
-            return Response(
-                status: .init(code: proxied.status), headers: fields, body: ResponseBody(asyncSequence: proxied.body))
+            let responseBody: ResponseBody =
+                switch proxied.body {
+                case .complete(let buffer): ResponseBody(byteBuffer: buffer)
+                case .stream(let stream): ResponseBody(asyncSequence: stream)
+                }
+            return Response(status: .init(code: proxied.status), headers: fields, body: responseBody)
         } catch let failure as JSONRPC.Failure {
             outcome = String(failure.code.rawValue)
             return Wire.response(failure.body(id: requestId), status: .init(code: failure.httpStatus))

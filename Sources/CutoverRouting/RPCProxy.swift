@@ -5,9 +5,16 @@ import NIOHTTP1
 
 /// What the agent answered: streamed through, never buffered whole.
 public struct ProxiedResponse: Sendable {
+    public enum Body: Sendable {
+        /// A small answer of known length, read whole so it goes out in one write.
+        case complete(ByteBuffer)
+        /// Anything streamed or large: passed through chunk by chunk as the agent writes it.
+        case stream(HTTPClientResponse.Body)
+    }
+
     public var status: Int
     public var headers: [(String, String)]
-    public var body: HTTPClientResponse.Body
+    public var body: Body
 }
 
 /// Forwards a validated JSON-RPC body to `{acp_url}/api` over one shared, pooled HTTP client.
@@ -29,9 +36,16 @@ public struct RPCProxy: Sendable {
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(body)
         do {
-            let response = try await client.execute(request, deadline: .now() + .microseconds(timeout.microseconds))
+            let deadline = NIODeadline.now() + .microseconds(timeout.microseconds)
+            let response = try await client.execute(request, deadline: deadline)
             let headers = HeaderPolicy.downstream(response.headers.map { ($0.name, $0.value) })
-            return ProxiedResponse(status: Int(response.status.code), headers: headers, body: response.body)
+            if let length = response.headers.first(name: "content-length").flatMap(Int.init), length <= Self.wholeLimit,
+                !Self.isStreaming(response.headers.first(name: "content-type"))
+            {
+                let body = try await response.body.collect(upTo: Self.wholeLimit)
+                return ProxiedResponse(status: Int(response.status.code), headers: headers, body: .complete(body))
+            }
+            return ProxiedResponse(status: Int(response.status.code), headers: headers, body: .stream(response.body))
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout
             || error == .connectTimeout
         {
@@ -42,6 +56,13 @@ public struct RPCProxy: Sendable {
         } catch {
             throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent is unreachable: \(error)", data: errorData)
         }
+    }
+
+    static let wholeLimit = 64 * 1024
+
+    static func isStreaming(_ contentType: String?) -> Bool {
+        guard let contentType = contentType?.lowercased() else { return false }
+        return contentType.contains("event-stream") || contentType.contains("ndjson") || contentType.contains("stream")
     }
 
     static func apiURL(_ base: String) -> String {
