@@ -160,6 +160,33 @@ struct RPCRoutingTests {
     }
 
     @Test(arguments: Backend.all)
+    func clientDisconnectCancelsTheUpstreamStream(_ backend: Backend) async throws {
+        let pod = try await AgentStandIn.start()
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend) { h in
+            let (agentId, _) = try await h.readyDeployment("dripper", "d1", pod: pod)
+            _ = try await eventually("auto-promotion") { try await h.agent(named: "dripper")?.productionDeploymentId }
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            var request = HTTPClientRequest(url: h.baseURL + "/agents/\(agentId)/rpc")
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(bytes: JSONCodec.serialize(Self.rpc(params: ["drip": true]))))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            #expect(response.headers.first(name: "content-type") == "text/event-stream")
+            var iterator = response.body.makeAsyncIterator()
+            let first = try await iterator.next()
+            #expect(first.map { String(buffer: $0) }?.hasPrefix("data: 0") == true)
+            try await client.shutdown()  // the caller goes away mid-stream
+            // The agent's stream stops soon after, well before its 200 lines (4 s).
+            let stopped = try await eventually(within: .seconds(3), "the upstream stream to be cancelled") { () -> Int? in
+                let before = pod.dripped
+                try await Task.sleep(for: .milliseconds(200))
+                return pod.dripped == before ? before : nil
+            }
+            #expect(stopped < 100)
+        }
+    }
+
+    @Test(arguments: Backend.all)
     func unreachableAndSlowAgentsAre502And504(_ backend: Backend) async throws {
         let slow = try await AgentStandIn.start()
         let dead = try await AgentStandIn.start()

@@ -21,6 +21,7 @@ final class AgentStandIn: Sendable {
     final class HealthBox: Sendable {
         let value: Mutex<Health>
         let calls = Mutex<[RecordedCall]>([])
+        let dripped = Mutex(0)
         let releases = Mutex<(count: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
         init(_ h: Health) { value = Mutex(h) }
 
@@ -78,6 +79,20 @@ final class AgentStandIn: Sendable {
             let params = rpc["params"]?.objectValue ?? [:]
             if case .number(let ms)? = params["sleep_ms"] { try await Task.sleep(for: .milliseconds(Int(ms))) }
             let id = rpc["id"] ?? .null
+            if params["drip"] == .bool(true) {
+                // A long stream: a line every 20 ms, counting the lines that were written before the
+                // connection went away.
+                return Response(
+                    status: .ok, headers: [.contentType: "text/event-stream"],
+                    body: .init { writer in
+                        for n in 0..<200 {
+                            try await writer.write(ByteBuffer(string: "data: \(n)\n\n"))
+                            state.dripped.withLock { $0 = n + 1 }
+                            try await Task.sleep(for: .milliseconds(20))
+                        }
+                        try await writer.finish(nil)
+                    })
+            }
             if params["stream"] == .bool(true) {
                 return Response(
                     status: .ok, headers: [.contentType: "application/x-ndjson"],
@@ -98,6 +113,8 @@ final class AgentStandIn: Sendable {
     func setHealth(_ h: Health) { health.value.withLock { $0 = h } }
     var calls: [RecordedCall] { health.calls.withLock { $0 } }
     func releaseStream() { health.release() }
+    /// Lines of the current drip stream written so far.
+    var dripped: Int { health.dripped.withLock { $0 } }
 
     func stop() async { await server.stop() }
 }
