@@ -100,3 +100,40 @@ struct ServeCommandTests {
         #expect(log.contains("\"msg\":\"stopped\""))
     }
 }
+
+@Suite("cutover demo-agent")
+struct DemoAgentTests {
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: ServeCommandTests.binary)), arguments: Backend.all)
+    func registersItselfBecomesProductionAndAnswersRPCs(_ backend: Backend) async throws {
+        try await Harness.with(backend) { h in
+            let port = Int.random(in: 40000..<50000)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: ServeCommandTests.binary)
+            process.arguments = [
+                "demo-agent", "--port", "\(port)", "--name", "demo", "--deployment-id", "demo-1",
+                "--register-with", h.baseURL, "--stream-delay", "10ms",
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            defer { process.terminate() }
+            let production = try await eventually(within: .seconds(20), "the demo agent to become production") {
+                try await h.agent(named: "demo")?.productionDeploymentId
+            }
+            #expect(production == "demo-1")
+            let agentId = try #require(try await h.agent(named: "demo")?.id)
+            let echo = try await h.request(.POST, "/agents/\(agentId)/rpc", json: [
+                "jsonrpc": "2.0", "id": 3, "method": "message/send", "params": ["content": "hi"],
+            ], headers: [("x-demo", "1")])
+            #expect(echo.status == 200)
+            #expect(echo.json["result"]?["method"] == "message/send")
+            #expect(echo.json["result"]?["deployment"] == "demo-1")
+            #expect(echo.json["result"]?["headers"]?["x-demo"] == "1")
+            let stream = try await h.request(.POST, "/agents/name/demo/rpc", json: [
+                "id": "s", "method": "message/send", "params": ["stream": true],
+            ])
+            #expect(stream.headers.first(name: "content-type") == "application/x-ndjson")
+            #expect(stream.text.split(separator: "\n").count == 3)
+        }
+    }
+}
