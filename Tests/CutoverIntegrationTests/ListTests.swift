@@ -39,3 +39,21 @@ struct ListTests {
         }
     }
 }
+
+@Suite("Operations routes")
+struct OperationsTests {
+    @Test func openAPIDocumentListsEveryRoute() async throws {
+        try await Harness.with(.sqlite, .init(runController: false)) { h in
+            let doc = try await h.get("/openapi.json")
+            #expect(doc.status == 200)
+            #expect(doc.json["openapi"] == "3.1.0")
+            let paths = doc.json["paths"]?.objectValue ?? [:]
+            for path in ["/agents/register", "/agents/{id}/deployments/{did}/promote", "/agents/{id}/rollback",
+                         "/agents/{id}/rpc", "/agents/{id}/deployments/{did}/rpc", "/agents/{id}/events"] {
+                #expect(paths[path] != nil, "\(path) is documented")
+            }
+            #expect(try await h.get("/healthz").status == 200)
+            #expect(try await h.get("/readyz")["status"] == "ready")
+        }
+    }
+}
