@@ -72,22 +72,21 @@ public final class ControlPlane: Sendable {
     ) async throws {
         let registered = EventDraft(
             deploymentId: deploymentId, type: .registered, message: "pod registered at \(request.acpURL)")
-        var deployment = try await tx.deployment(id: deploymentId, lock: true)
-        if deployment == nil {
-            var image = request.registrationMetadata?["docker_image"]?.stringValue
-            if image == nil { image = try await tx.lastDockerImage(agentId: agent.id) }
-            let fresh = Deployment(
-                id: deploymentId, agentId: agent.id, dockerImage: image ?? "unknown",
-                registrationMetadata: request.registrationMetadata, acpURL: request.acpURL, createdAt: ctx.now,
-                registeredAt: ctx.now)
-            if try await tx.insertDeploymentIfAbsent(fresh) {
-                let created = EventDraft(
-                    deploymentId: deploymentId, type: .created, message: "created by the registration of a pod")
-                try await tx.appendEvents(agentId: agent.id, [created, registered], actor: .registration, at: ctx.now)
-                return
-            }
-            deployment = try await tx.deployment(id: deploymentId, lock: true)
+        // Insert first: a new deployment (the common case) then costs no extra read; an existing one is
+        // left untouched by the insert and locked below.
+        var image = request.registrationMetadata?["docker_image"]?.stringValue
+        if image == nil { image = try await tx.lastDockerImage(agentId: agent.id) }
+        let fresh = Deployment(
+            id: deploymentId, agentId: agent.id, dockerImage: image ?? "unknown",
+            registrationMetadata: request.registrationMetadata, acpURL: request.acpURL, createdAt: ctx.now,
+            registeredAt: ctx.now)
+        if try await tx.insertDeploymentIfAbsent(fresh) {
+            let created = EventDraft(
+                deploymentId: deploymentId, type: .created, message: "created by the registration of a pod")
+            try await tx.appendEvents(agentId: agent.id, [created, registered], actor: .registration, at: ctx.now)
+            return
         }
+        let deployment = try await tx.deployment(id: deploymentId, lock: true)
         guard var deployment, deployment.agentId == agent.id else {
             throw CutoverError.conflict(
                 "deployment id '\(deploymentId)' belongs to another agent; a deployment never changes owner")
