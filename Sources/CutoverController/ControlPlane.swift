@@ -30,9 +30,7 @@ public final class ControlPlane: Sendable {
 
     public func register(_ request: RegistrationRequest, _ ctx: RequestContext) async throws -> Agent {
         try await store.transaction(dryRun: ctx.dryRun) { tx in
-            let (agent, _) = try await Self.findOrCreateAgent(
-                tx, id: request.agentId, name: request.name, now: ctx.now
-            ) {
+            let agent = try await Self.findOrCreateAgent(tx, id: request.agentId, name: request.name) {
                 Agent(
                     id: Identifiers.uuid(), name: request.name, description: request.description,
                     status: request.deploymentId == nil ? .ready : .unknown, acpType: request.acpType,
@@ -50,19 +48,19 @@ public final class ControlPlane: Sendable {
     /// Finds the agent by id (404 when unknown) or by name, or creates it; concurrent first registrations of
     /// one name create one agent, because the insert loses quietly to the winner and then reads it.
     static func findOrCreateAgent(
-        _ tx: StoreTransaction, id: String?, name: String, now: Timestamp, make: () -> Agent
-    ) async throws -> (Agent, created: Bool) {
+        _ tx: StoreTransaction, id: String?, name: String, make: () -> Agent
+    ) async throws -> Agent {
         if let id {
             guard let agent = try await tx.agent(id: id, lock: true) else { throw CutoverError.agentNotFound(id) }
-            return (agent, false)
+            return agent
         }
-        if let agent = try await tx.agent(name: name, lock: true) { return (agent, false) }
+        if let agent = try await tx.agent(name: name, lock: true) { return agent }
         let fresh = make()
-        if try await tx.insertAgentIfAbsent(fresh) { return (fresh, true) }
+        if try await tx.insertAgentIfAbsent(fresh) { return fresh }
         guard let agent = try await tx.agent(name: name, lock: true) else {
             throw CutoverError.conflict("agent '\(name)' is being created concurrently; retry")
         }
-        return (agent, false)
+        return agent
     }
 
     /// A pod of one deployment registered: record the observation on the deployment only.
@@ -137,13 +135,13 @@ public final class ControlPlane: Sendable {
 
     public func registerBuild(_ request: BuildRegistrationRequest, _ ctx: RequestContext) async throws -> Agent {
         try await store.transaction(dryRun: ctx.dryRun) { tx in
-            try await Self.findOrCreateAgent(tx, id: nil, name: request.name, now: ctx.now) {
+            try await Self.findOrCreateAgent(tx, id: nil, name: request.name) {
                 Agent(
                     id: Identifiers.uuid(), name: request.name, description: request.description, status: .buildOnly,
                     acpType: .async, agentInputType: request.agentInputType,
                     registrationMetadata: request.registrationMetadata, createdAt: ctx.now, updatedAt: ctx.now,
                     apiKey: Identifiers.apiKey())
-            }.0
+            }
         }
     }
 
@@ -196,17 +194,25 @@ public final class ControlPlane: Sendable {
     public func promote(
         agentId: String, deploymentId: String, reason: String?, _ ctx: RequestContext
     ) async throws -> Deployment {
-        try await store.transaction(dryRun: ctx.dryRun) { tx in
+        let promoted = try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
             let target = try await Self.ownedDeployment(tx, agent: agent, deploymentId)
             return try await Self.apply(tx, agent: agent, target: target, kind: .promote, reason: reason, ctx)
         }
+        logChange("promoted", agentId: agentId, deploymentId: promoted.id, ctx)
+        return promoted
+    }
+
+    private func logChange(_ what: String, agentId: String, deploymentId: String, _ ctx: RequestContext) {
+        guard !ctx.dryRun else { return }
+        logger.info(
+            "\(what)", metadata: ["agent": "\(agentId)", "deployment": "\(deploymentId)", "actor": "\(ctx.actor)"])
     }
 
     public func rollback(
         agentId: String, to requestedId: String?, reason: String?, _ ctx: RequestContext
     ) async throws -> Deployment {
-        try await store.transaction(dryRun: ctx.dryRun) { tx in
+        let restored = try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
             let requested = try await requestedId.asyncMap { try await tx.deployment(id: $0, lock: true) }
             let history = try await tx.formerProductionDeployments(agentId: agent.id)
@@ -214,6 +220,8 @@ public final class ControlPlane: Sendable {
                 agent: agent, requested: requested ?? nil, requestedId: requestedId, history: history)
             return try await Self.apply(tx, agent: agent, target: target, kind: .rollback, reason: reason, ctx)
         }
+        logChange("rolled back", agentId: agentId, deploymentId: restored.id, ctx)
+        return restored
     }
 
     /// Writes a promotion plan: the demotion first, so the one-production index never sees two.

@@ -34,11 +34,11 @@ struct WorkQueueTests {
     @Test func backsOffPerKeyAndForgetResets() async throws {
         let q = Self.queue()
         let clock = ContinuousClock()
+        let start = clock.now
         await q.addRateLimited("a")
         await q.addRateLimited("a")
         #expect(await q.failureCount("a") == 2)
         #expect(await q.depth == 0, "not retried immediately")
-        let start = clock.now
         #expect(await q.next() == "a")
         #expect(clock.now - start >= .milliseconds(20))
         await q.forget("a")
