@@ -66,12 +66,7 @@ struct AgentRoutes {
     }
 
     func visibleAgent(_ request: Request, id: String) async throws -> Agent {
-        let principal = try await deps.authenticator.principal(request)
-        guard let agent = try await deps.store.read({ try await $0.agent(id: id) }) else {
-            throw CutoverError.agentNotFound(id)
-        }
-        try principal.requireVisible(agent)
-        return agent
+        try await deps.resolveAgent(request, id: id).0
     }
 
     func visibleAgent(_ request: Request, byName name: String) async throws -> Agent {
