@@ -69,7 +69,7 @@ public enum StoreFactory {
             var configuration = PostgresClient.Configuration(
                 host: host, port: port, username: user, password: password, database: database, tls: tlsConfig)
             configuration.options.maximumConnections = maxConnections
-            return SQLStore(backend: PostgresBackend(configuration: configuration, logger: logger), logger: logger)
+            return SQLStore(backend: await PostgresBackend(configuration: configuration, logger: logger), logger: logger)
         }
     }
 }

@@ -10,10 +10,17 @@ final class PostgresBackend: DatabaseBackend {
     let client: PostgresClient
     private let runTask: Task<Void, Never>
 
-    init(configuration: PostgresClient.Configuration, logger: Logger) {
+    init(configuration: PostgresClient.Configuration, logger: Logger) async {
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let client = client
-        runTask = Task { await client.run() }
+        // Wait until the pool's run loop has been entered: a lease before that is served, but logged as a
+        // warning that confuses operators.
+        let (started, signal) = AsyncStream<Void>.makeStream()
+        runTask = Task {
+            signal.finish()
+            await client.run()
+        }
+        for await _ in started {}
     }
 
     func withTransaction<T: Sendable>(
