@@ -109,7 +109,7 @@ struct RPCRoutes {
             requestId = JSONRPC.requestId(parsed)
             let rpc = try JSONRPC.validate(parsed)
             let (route, url, deploymentLabel, data) = try await resolve(principal)
-            try JSONRPC.authorize(rpc, acpType: route.acpType, agent: route.agentId)
+            try JSONRPC.authorize(rpc, acpType: route.acpType, data: data)
             let headers = HeaderPolicy.upstream(
                 request.headers.map { ($0.name.canonicalName, $0.value) }, apiKey: route.apiKey,
                 newRequestId: Identifiers.uuid)

@@ -80,14 +80,14 @@ public enum JSONRPC {
         return Request(method: method, id: id)
     }
 
-    /// Checks `method` against the agent's `acp_type`.
-    public static func authorize(_ request: Request, acpType: ACPType, agent: String) throws(Failure) {
+    /// Checks `method` against the agent's `acp_type`; `data` names the agent and deployment in the error.
+    public static func authorize(_ request: Request, acpType: ACPType, data: [String: JSONValue]) throws(Failure) {
         let allowed = allowedMethods(acpType)
         guard allowed.contains(request.method) else {
             throw Failure(
                 .methodNotAllowed, 400,
                 "method '\(request.method)' is not allowed for \(acpType.rawValue) agents; allowed: \(allowed.joined(separator: ", "))",
-                data: ["agent": .string(agent)])
+                data: data)
         }
     }
 }

@@ -93,6 +93,7 @@ struct RPCRoutingTests {
             }
             let notAllowed = try await h.request(.POST, "/agents/\(agentId)/rpc", raw: #"{"method":"message/send","params":{},"id":"m"}"#)
             #expect(notAllowed.json["id"] == "m", "errors echo the request id")
+            #expect(notAllowed.json["error"]?["data"]?["deployment"] == "live")
             #expect(notAllowed.json["error"]?["message"]?.stringValue?.contains("task/create, task/cancel, task/interrupt, event/send") == true)
             let deleted = try await h.request(.POST, "/agents/\(agentId)/deployments/old/rpc", json: Self.rpc())
             #expect(deleted.json["error"]?["data"]?["deployment"] == "old")
