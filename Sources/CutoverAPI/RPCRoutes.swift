@@ -97,7 +97,9 @@ struct RPCRoutes {
             let body: ByteBuffer
             do {
                 body = try await request.body.collect(upTo: Self.bodyLimit)
-            } catch {
+            } catch is NIOTooManyBytesError {
+                throw JSONRPC.Failure(.invalidRequest, 413, "request body is larger than \(Self.bodyLimit >> 20) MiB")
+            } catch let error as HTTPError where error.status == .contentTooLarge {
                 throw JSONRPC.Failure(.invalidRequest, 413, "request body is larger than \(Self.bodyLimit >> 20) MiB")
             }
             let parsed: JSONValue
@@ -130,7 +132,8 @@ struct RPCRoutes {
             outcome = String(failure.code.rawValue)
             return Wire.response(failure.body(id: requestId), status: .init(code: failure.httpStatus))
         } catch {
-            let failure = JSONRPC.Failure(.upstreamUnreachable, 503, "route lookup failed: \(error)")
+            // Reading the route failed (the database) or the request body broke off.
+            let failure = JSONRPC.Failure(.upstreamUnreachable, 503, "the request could not be routed: \(error)")
             return Wire.response(failure.body(id: requestId), status: .serviceUnavailable)
         }
     }
