@@ -50,10 +50,8 @@ struct RPCRoutes {
 
     /// The agent as the caller may see it: unknown, deleted and other agents' (for an agent key) are 404.
     func visible(_ route: AgentRoute?, _ ref: String, _ principal: Principal) async throws -> AgentRoute {
-        guard let route, !route.isDeleted else {
-            throw JSONRPC.Failure(.notFound, 404, "agent '\(ref)' not found", data: ["agent": .string(ref)])
-        }
-        if case .agent(let id) = principal, id != route.agentId {
+        let otherAgent: Bool = if case .agent(let id) = principal { id != route?.agentId } else { false }
+        guard let route, !route.isDeleted, !otherAgent else {
             throw JSONRPC.Failure(.notFound, 404, "agent '\(ref)' not found", data: ["agent": .string(ref)])
         }
         return route
@@ -96,11 +94,9 @@ struct RPCRoutes {
             }
             let body: ByteBuffer
             do {
-                body = try await request.body.collect(upTo: Self.bodyLimit)
-            } catch is NIOTooManyBytesError {
-                throw JSONRPC.Failure(.invalidRequest, 413, "request body is larger than \(Self.bodyLimit >> 20) MiB")
-            } catch let error as HTTPError where error.status == .contentTooLarge {
-                throw JSONRPC.Failure(.invalidRequest, 413, "request body is larger than \(Self.bodyLimit >> 20) MiB")
+                body = try await collectBody(request, limit: Self.bodyLimit)
+            } catch let error as CutoverError {
+                throw JSONRPC.Failure(.invalidRequest, error.status, error.message)
             }
             let parsed: JSONValue
             do {

@@ -2,6 +2,18 @@ import CutoverCore
 import Hummingbird
 import NIOCore
 
+/// The whole request body, or `payloadTooLarge` when it exceeds `limit` bytes (either way the body
+/// stream reports it).
+func collectBody(_ request: Request, limit: Int) async throws -> ByteBuffer {
+    do {
+        return try await request.body.collect(upTo: limit)
+    } catch let error as HTTPError where error.status == .contentTooLarge {
+        throw CutoverError.payloadTooLarge("request body is larger than \(limit >> 20) MiB")
+    } catch is NIOTooManyBytesError {
+        throw CutoverError.payloadTooLarge("request body is larger than \(limit >> 20) MiB")
+    }
+}
+
 /// Reads a JSON request body field by field, collecting every problem so one 422 lists them all.
 struct BodyFields {
     let object: [String: JSONValue]
@@ -13,14 +25,7 @@ struct BodyFields {
     static func read(
         _ request: Request, limit: Int = APILimits.controlBody, allowEmpty: Bool = false
     ) async throws -> BodyFields {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: limit)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw CutoverError.payloadTooLarge("request body is larger than \(limit / 1024) KiB")
-        } catch is NIOTooManyBytesError {
-            throw CutoverError.payloadTooLarge("request body is larger than \(limit / 1024) KiB")
-        }
+        let buffer = try await collectBody(request, limit: limit)
         if buffer.readableBytes == 0 {
             if allowEmpty { return BodyFields([:]) }
             throw CutoverError.malformed("request body is empty; expected a JSON object")

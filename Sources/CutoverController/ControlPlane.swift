@@ -121,14 +121,14 @@ public final class ControlPlane: Sendable {
             agent.productionDeploymentId = nil
             try await tx.appendEvents(
                 agentId: agent.id,
-[.init(deploymentId: productionId, type: .productionCleared,
+                [.init(deploymentId: productionId, type: .productionCleared,
                       message: "a legacy registration (no deployment_id) took over routing from '\(productionId)'")],
                 actor: .registration, at: ctx.now)
         }
         try await tx.updateAgent(agent)
         try await tx.appendEvents(
             agentId: agent.id,
-[.init(deploymentId: nil, type: .registered, message: "legacy registration at \(request.acpURL)")],
+            [.init(deploymentId: nil, type: .registered, message: "legacy registration at \(request.acpURL)")],
             actor: .registration, at: ctx.now)
         return agent
     }
@@ -154,7 +154,7 @@ public final class ControlPlane: Sendable {
             try await tx.updateAgent(agent)
             try await tx.appendEvents(
                 agentId: agent.id,
-[.init(deploymentId: nil, type: .deleted, message: "agent '\(agent.name)' deleted")],
+                [.init(deploymentId: nil, type: .deleted, message: "agent '\(agent.name)' deleted")],
                 actor: ctx.actor, at: ctx.now)
             return agent
         }
@@ -185,7 +185,7 @@ public final class ControlPlane: Sendable {
             }
             try await tx.appendEvents(
                 agentId: agent.id,
-[.init(deploymentId: id, type: .created, message: "created with image \(request.dockerImage)")],
+                [.init(deploymentId: id, type: .created, message: "created with image \(request.dockerImage)")],
                 actor: ctx.actor, at: ctx.now)
             return fresh
         }
@@ -255,7 +255,7 @@ public final class ControlPlane: Sendable {
             try await tx.updateDeployment(deployment)
             try await tx.appendEvents(
                 agentId: agent.id,
-[.init(deploymentId: deploymentId, type: .deleted,
+                [.init(deploymentId: deploymentId, type: .deleted,
                       message: "soft-deleted; restorable until \(deployment.expiresAt!)")],
                 actor: ctx.actor, at: ctx.now)
             return deployment
@@ -273,7 +273,7 @@ public final class ControlPlane: Sendable {
             try await tx.updateDeployment(deployment)
             try await tx.appendEvents(
                 agentId: agent.id,
-[.init(deploymentId: deploymentId, type: .restored, message: "restored")],
+                [.init(deploymentId: deploymentId, type: .restored, message: "restored")],
                 actor: ctx.actor, at: ctx.now)
             return deployment
         }

@@ -57,7 +57,7 @@ public enum Reconcile {
             if now >= deadline, let lastError = lastProbeError(deployment) {
                 return .markFailed(.probeFailed, detail: lastError)
             }
-            return .probe(url: joinURL(url, policy.probePath))
+            return .probe(url: URLPath.join(url, policy.probePath))
         case .healthy:
             return .markReady
         case .unhealthy(let error):
@@ -80,12 +80,6 @@ public enum Reconcile {
         guard let reason = deployment.statusReason, reason.hasPrefix(prefix) else { return nil }
         return String(reason.dropFirst(prefix.count))
     }
-
-    static func joinURL(_ base: String, _ path: String) -> String {
-        var base = Substring(base)
-        while base.hasSuffix("/") { base = base.dropLast() }
-        return base + (path.hasPrefix("/") ? path : "/" + path)
-    }
 }
 
 /// Interprets a readiness probe's answer: 2xx and, when the body is JSON with a `status` field,
@@ -101,5 +95,14 @@ public enum ProbeVerdict {
         if status == .string("healthy") { return .healthy }
         let shown = status.stringValue ?? status.typeName
         return .unhealthy("readiness probe reported status '\(shown)'")
+    }
+}
+
+/// Appends a path to an agent's base URL with exactly one slash between them.
+public enum URLPath {
+    public static func join(_ base: String, _ path: String) -> String {
+        var base = Substring(base)
+        while base.hasSuffix("/") { base = base.dropLast() }
+        return base + (path.hasPrefix("/") ? path : "/" + path)
     }
 }

@@ -31,7 +31,7 @@ public struct RPCProxy: Sendable {
     public func forward(
         body: ByteBuffer, to acpURL: String, headers: [(String, String)], errorData: [String: JSONValue]
     ) async throws(JSONRPC.Failure) -> ProxiedResponse {
-        var request = HTTPClientRequest(url: Self.apiURL(acpURL))
+        var request = HTTPClientRequest(url: URLPath.join(acpURL, "/api"))
         request.method = .POST
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(body)
@@ -62,12 +62,6 @@ public struct RPCProxy: Sendable {
 
     static func isStreaming(_ contentType: String?) -> Bool {
         guard let contentType = contentType?.lowercased() else { return false }
-        return contentType.contains("event-stream") || contentType.contains("ndjson") || contentType.contains("stream")
-    }
-
-    static func apiURL(_ base: String) -> String {
-        var base = Substring(base)
-        while base.hasSuffix("/") { base = base.dropLast() }
-        return base + "/api"
+        return contentType.contains("stream") || contentType.contains("ndjson")  // event-stream, octet-stream, ndjson
     }
 }
