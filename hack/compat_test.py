@@ -172,10 +172,10 @@ def step_agents_retrieve_by_name():
 def step_agent_json_hides_internals():
     status, agent = http_json("GET", f"/agents/{state['agent_id']}")
     check(status == 200, f"status {status}")
-    check("acp_url" not in agent, "agent JSON exposes acp_url (SPEC §1: never serialized)")
+    check("acp_url" not in agent, "agent JSON exposes acp_url (it is internal, never serialized)")
     check("agent_api_key" not in agent, "agent JSON exposes agent_api_key")
     for field in ("production_deployment_id", "status_reason", "registered_at", "registration_metadata"):
-        check(field in agent, f"optional field {field} missing (SPEC §2: present, null when unset)")
+        check(field in agent, f"optional field {field} missing (optional fields are present, null when unset)")
 
 
 def step_deployment_create():
@@ -183,7 +183,7 @@ def step_deployment_create():
         state["agent_id"],
         docker_image=f"registry.local/compat:{RUN}-v1",
         registration_metadata={"commit_hash": RUN, "branch_name": "main"},
-        extra_body={"id": DEP1},  # Cutover extension (SPEC §2); the client has no `id` parameter
+        extra_body={"id": DEP1},  # Cutover extension; the client has no `id` parameter
     )
     check(dep.id == DEP1, f"id {dep.id!r}, wanted the requested {DEP1!r}")
     check(dep.agent_id == state["agent_id"], f"agent_id {dep.agent_id!r}")

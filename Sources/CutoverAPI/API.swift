@@ -35,7 +35,7 @@ public struct APIDependencies: Sendable {
 }
 
 public enum CutoverAPI {
-    /// The router with every route of SPEC §2 and the error envelope around them.
+    /// The router with every route of the API and the error envelope around them.
     public static func router(_ deps: APIDependencies) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: ErrorEnvelopeMiddleware(store: deps.store))
@@ -50,7 +50,7 @@ public enum CutoverAPI {
     }
 }
 
-/// Renders every error as `{"message", "code", "data"}` (SPEC §2).
+/// Renders every error as `{"message", "code", "data"}`.
 struct ErrorEnvelopeMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let store: any Store
@@ -61,7 +61,7 @@ struct ErrorEnvelopeMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as CutoverError {
-            return Wire.response(Wire.error(error), status: .init(code: error.status))
+            return Wire.response(Wire.error(error), status: .init(code: error.status), dryRun: Self.isDryRun(request))
         } catch let error as HTTPError {
             let mapped: CutoverError =
                 switch error.status {
@@ -71,15 +71,20 @@ struct ErrorEnvelopeMiddleware: RouterMiddleware {
                 case .methodNotAllowed: .notFound("\(request.method) is not supported on \(request.uri.path)")
                 default: .malformed(error.body ?? error.status.reasonPhrase)
                 }
-            return Wire.response(Wire.error(mapped), status: .init(code: mapped.status))
+            return Wire.response(Wire.error(mapped), status: .init(code: mapped.status), dryRun: Self.isDryRun(request))
         } catch where store.isUnavailable(error) {
             context.logger.warning("database unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             let unavailable = CutoverError.unavailable("the database is unreachable; retry shortly")
-            return Wire.response(Wire.error(unavailable), status: .serviceUnavailable)
+            return Wire.response(Wire.error(unavailable), status: .serviceUnavailable, dryRun: Self.isDryRun(request))
         } catch {
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             let body: JSONValue = ["message": .string("internal error: \(error)"), "code": 500, "data": nil]
-            return Wire.response(body, status: .internalServerError)
+            return Wire.response(body, status: .internalServerError, dryRun: Self.isDryRun(request))
         }
+    }
+
+    /// A failed dry run is still a dry run: its answer carries the header like a successful one.
+    static func isDryRun(_ request: Request) -> Bool {
+        request.method != .get && request.method != .head && ((try? QueryInput(request).dryRun) ?? false)
     }
 }

@@ -74,7 +74,7 @@ struct AgentRoutes {
         guard let agent = try await deps.store.read({ try await $0.agent(name: name) }) else {
             throw CutoverError.agentNotFound(name)
         }
-        try principal.requireVisible(agent)
+        try principal.requireVisible(agent, ref: name)
         return agent
     }
 
@@ -98,7 +98,7 @@ extension APIDependencies {
         guard let agent = try await store.read({ try await $0.agent(id: id) }) else {
             throw CutoverError.agentNotFound(id)
         }
-        try principal.requireVisible(agent)
+        try principal.requireVisible(agent, ref: id)
         return (agent, principal)
     }
 }

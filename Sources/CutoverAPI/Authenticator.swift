@@ -3,7 +3,7 @@ import CutoverStore
 import HTTPTypes
 import Hummingbird
 
-/// The tokens of SPEC §6. With none configured, every caller is admin (allowed on loopback only;
+/// The tokens of the security model. With none configured, every caller is admin (allowed on loopback only;
 /// `cutover serve` refuses otherwise).
 public struct AuthSettings: Sendable {
     public var adminTokens: [String]
@@ -59,9 +59,10 @@ struct Authenticator: Sendable {
 }
 
 extension Principal {
-    /// Agents see only themselves: anything else is "not found" rather than "forbidden".
-    func requireVisible(_ agent: Agent) throws {
-        if case .agent(let id) = self, id != agent.id { throw CutoverError.agentNotFound(agent.id) }
+    /// Agents see only themselves: anything else is "not found" rather than "forbidden", naming only `ref`,
+    /// what the caller sent (an agent key must not learn another agent's id from a name).
+    func requireVisible(_ agent: Agent, ref: String) throws {
+        if case .agent(let id) = self, id != agent.id { throw CutoverError.agentNotFound(ref) }
     }
 
     /// Admin-only actions on an agent the caller may see: 403 for the agent's own key.

@@ -108,9 +108,14 @@ struct RPCRoutes {
             let rpc = try JSONRPC.validate(parsed)
             let (route, url, deploymentLabel, data) = try await resolve(principal)
             try JSONRPC.authorize(rpc, acpType: route.acpType, data: data)
-            let headers = HeaderPolicy.upstream(
-                request.headers.map { ($0.name.canonicalName, $0.value) }, apiKey: route.apiKey,
-                newRequestId: Identifiers.uuid)
+            let headers: [(String, String)]
+            do {
+                headers = try HeaderPolicy.upstream(
+                    request.headers.map { ($0.name.canonicalName, $0.value) }, apiKey: route.apiKey,
+                    newRequestId: Identifiers.uuid)
+            } catch {
+                throw JSONRPC.Failure(.invalidRequest, 400, error.description, data: data)
+            }
             let proxied = try await proxy.forward(body: body, to: url, headers: headers, errorData: data)
             var fields = HTTPFields()
             for (name, value) in proxied.headers {
@@ -118,11 +123,14 @@ struct RPCRoutes {
             }
             fields[.deploymentId] = deploymentLabel
             outcome = "forwarded"
-            let responseBody: ResponseBody =
-                switch proxied.body {
-                case .complete(let buffer): ResponseBody(byteBuffer: buffer)
-                case .stream(let stream): ResponseBody(asyncSequence: stream)
-                }
+            let responseBody: ResponseBody
+            switch proxied.body {
+            case .complete(let buffer):
+                responseBody = ResponseBody(byteBuffer: buffer)
+            case .stream(var stream):
+                stream.onStall = { RPCMetrics.streamsCut.increment() }
+                responseBody = ResponseBody(asyncSequence: stream)
+            }
             return Response(status: .init(code: proxied.status), headers: fields, body: responseBody)
         } catch let failure as JSONRPC.Failure {
             outcome = String(failure.code.rawValue)
@@ -143,6 +151,8 @@ extension HTTPField.Name {
 enum RPCMetrics {
     static let forwarded = requests("forwarded")
     static let headLatency = Timer(label: "cutover_rpc_head_seconds")
+    /// Streamed answers cut because the agent fell silent for longer than the RPC timeout.
+    static let streamsCut = Counter(label: "cutover_rpc_streams_cut_total")
     static func requests(_ outcome: String) -> Counter {
         Counter(label: "cutover_rpc_requests_total", dimensions: [("outcome", outcome)])
     }

@@ -50,8 +50,14 @@ struct RegistrationRoutes {
                 body.fail("registration_metadata.deployment_id", "must be a string, not \(deploymentId.typeName)")
             }
         }
-        if let image = metadata?["docker_image"], !image.isNull, image.stringValue == nil {
-            body.fail("registration_metadata.docker_image", "must be a string, not \(image.typeName)")
+        if let image = metadata?["docker_image"], !image.isNull {
+            if let text = image.stringValue {
+                if let problem = Rules.nulProblem(text) ?? Rules.shortTextProblem(text, max: 1024) {
+                    body.fail("registration_metadata.docker_image", problem)
+                }
+            } else {
+                body.fail("registration_metadata.docker_image", "must be a string, not \(image.typeName)")
+            }
         }
         try body.check()
         return RegistrationRequest(

@@ -2,8 +2,8 @@ import CutoverCore
 import Hummingbird
 import NIOCore
 
-/// The whole request body, or `payloadTooLarge` when it exceeds `limit` bytes (either way the body
-/// stream reports it).
+/// The whole request body: `payloadTooLarge` when it exceeds `limit` bytes, `malformed` when its framing
+/// is broken (a bad chunk size, a connection cut mid-body): the client's fault, never a 5xx.
 func collectBody(_ request: Request, limit: Int) async throws -> ByteBuffer {
     do {
         return try await request.body.collect(upTo: limit)
@@ -11,6 +11,10 @@ func collectBody(_ request: Request, limit: Int) async throws -> ByteBuffer {
         throw CutoverError.payloadTooLarge("request body is larger than \(limit >> 20) MiB")
     } catch is NIOTooManyBytesError {
         throw CutoverError.payloadTooLarge("request body is larger than \(limit >> 20) MiB")
+    } catch is CancellationError {
+        throw CancellationError()
+    } catch {
+        throw CutoverError.malformed("the request body could not be read: its HTTP framing is invalid (\(error))")
     }
 }
 
@@ -32,7 +36,11 @@ struct BodyFields {
         }
         let value: JSONValue
         do {
-            value = try JSONCodec.parse(buffer.readableBytesView)
+            value = try JSONCodec.parse(buffer.readableBytesView, exactNumbers: true)
+        } catch let error where error.inexactNumberField != nil {
+            let field = error.inexactNumberField!.isEmpty ? "body" : error.inexactNumberField!
+            throw CutoverError.invalid(
+                field, "\(error.reason) (a double cannot hold it; send it as a string to keep it as it is)")
         } catch {
             throw CutoverError.malformed("request body is not valid JSON (\(error))")
         }
@@ -55,7 +63,7 @@ struct BodyFields {
             fail(key, "must be a string, not \(value.typeName)")
             return nil
         }
-        if let problem = rule?(text) {
+        if let problem = Rules.nulProblem(text) ?? rule?(text) {
             fail(key, problem)
             return nil
         }

@@ -2,7 +2,7 @@ import CutoverCore
 import HTTPTypes
 import Hummingbird
 
-/// The JSON shapes of SPEC §2: snake_case, every optional field present (null when unset).
+/// The JSON shapes of the API: snake_case, every optional field present (null when unset).
 enum Wire {
     static func agent(_ a: Agent) -> JSONValue {
         [

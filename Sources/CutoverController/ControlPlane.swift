@@ -26,7 +26,7 @@ public final class ControlPlane: Sendable {
         self.logger = logger
     }
 
-    // MARK: Registration (SPEC §3)
+    // MARK: Registration
 
     public func register(_ request: RegistrationRequest, _ ctx: RequestContext) async throws -> Agent {
         try await store.transaction(dryRun: ctx.dryRun) { tx in
@@ -37,7 +37,9 @@ public final class ControlPlane: Sendable {
                     agentInputType: request.agentInputType, createdAt: ctx.now, updatedAt: ctx.now,
                     apiKey: Identifiers.apiKey())
             }
+            let ctx = ctx.lockedNow()
             if let deploymentId = request.deploymentId {
+                try Self.requireNotDeleted(agent)
                 try await Self.observeRegistration(tx, agent: agent, deploymentId: deploymentId, request, ctx)
                 return agent
             }
@@ -148,6 +150,7 @@ public final class ControlPlane: Sendable {
     public func deleteAgent(id: String, _ ctx: RequestContext) async throws -> Agent {
         try await store.transaction(dryRun: ctx.dryRun) { tx in
             guard var agent = try await tx.agent(id: id, lock: true) else { throw CutoverError.agentNotFound(id) }
+            let ctx = ctx.lockedNow()
             guard agent.status != .deleted else { return agent }
             agent.status = .deleted
             agent.updatedAt = ctx.now
@@ -167,9 +170,8 @@ public final class ControlPlane: Sendable {
     ) async throws -> Deployment {
         try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
-            guard agent.status != .deleted else {
-                throw CutoverError.conflict("agent '\(agent.name)' is deleted; it takes no new deployments")
-            }
+            let ctx = ctx.lockedNow()
+            try Self.requireNotDeleted(agent)
             let id = request.id ?? Identifiers.uuid()
             let deadline = ctx.now + self.settings.reconcile.progressDeadline
             let fresh = Deployment(
@@ -196,6 +198,7 @@ public final class ControlPlane: Sendable {
     ) async throws -> Deployment {
         let promoted = try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
+            let ctx = ctx.lockedNow()
             let target = try await Self.ownedDeployment(tx, agent: agent, deploymentId)
             return try await Self.apply(tx, agent: agent, target: target, kind: .promote, reason: reason, ctx)
         }
@@ -214,6 +217,7 @@ public final class ControlPlane: Sendable {
     ) async throws -> Deployment {
         let restored = try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
+            let ctx = ctx.lockedNow()
             let requested = try await requestedId.asyncMap { try await tx.deployment(id: $0, lock: true) }
             let history = try await tx.formerProductionDeployments(agentId: agent.id)
             let target = try Rollback.target(
@@ -245,6 +249,7 @@ public final class ControlPlane: Sendable {
     ) async throws -> Deployment {
         try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
+            let ctx = ctx.lockedNow()
             var deployment = try await Self.ownedDeployment(tx, agent: agent, deploymentId)
             guard !deployment.isProduction else {
                 throw CutoverError.conflict(
@@ -267,6 +272,7 @@ public final class ControlPlane: Sendable {
     ) async throws -> Deployment {
         try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
+            let ctx = ctx.lockedNow()
             var deployment = try await Self.ownedDeployment(tx, agent: agent, deploymentId)
             guard deployment.isDeleted else { return deployment }
             deployment.expiresAt = nil
@@ -282,17 +288,24 @@ public final class ControlPlane: Sendable {
     // MARK: Reconcile results (the controller's writes)
 
     /// Applies a reconcile decision under the agent's lock, deciding again on the locked row so a stale
-    /// read (deleted, already ready, re-registered) changes nothing.
-    /// `agentId` is the deployment's owner as read before (it never changes, invariant 3).
+    /// read (deleted, already ready, re-registered) changes nothing. `observed` is the deployment as read
+    /// before probing (its owner never changes); `probe` is the outcome of probing its registration, and
+    /// counts only if the locked row still has that registration: a pod that re-registered elsewhere
+    /// during the probe has not been probed yet.
     public func applyReconcile(
-        deploymentId: String, agentId: String, probe: ProbeOutcome?, now: Timestamp
+        _ observed: Deployment, probe: ProbeOutcome?
     ) async throws -> ReconcileAction {
         let policy = settings.reconcile
+        let deploymentId = observed.id
         return try await store.transaction { tx in
-            let agent = try await Self.lockAgent(tx, agentId)
+            let agent = try await Self.lockAgent(tx, observed.agentId)
+            let ctx = RequestContext(actor: .controller)
+            let now = ctx.now
             guard var deployment = try await tx.deployment(id: deploymentId, lock: true) else { return .none }
-            let action = Reconcile.decide(deployment, probe: probe, now: now, policy: policy)
-            let ctx = RequestContext(actor: .controller, now: now)
+            let sameRegistration =
+                deployment.acpURL == observed.acpURL && deployment.registeredAt == observed.registeredAt
+            let action = Reconcile.decide(
+                deployment, probe: sameRegistration ? probe : nil, now: now, policy: policy)
             switch action {
             case .markReady:
                 deployment.status = .ready
@@ -331,6 +344,13 @@ public final class ControlPlane: Sendable {
     }
 
     // MARK: Helpers
+
+    /// A deleted agent routes nowhere, so it takes no deployments: created or registered alike.
+    static func requireNotDeleted(_ agent: Agent) throws {
+        guard agent.status != .deleted else {
+            throw CutoverError.conflict("agent '\(agent.name)' is deleted; it takes no new deployments")
+        }
+    }
 
     static func lockAgent(_ tx: StoreTransaction, _ id: String) async throws -> Agent {
         guard let agent = try await tx.agent(id: id, lock: true) else { throw CutoverError.agentNotFound(id) }

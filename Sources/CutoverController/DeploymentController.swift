@@ -137,13 +137,16 @@ public final class DeploymentController: Service {
         default:
             break
         }
-        let action = try await controlPlane.applyReconcile(
-            deploymentId: id, agentId: deployment.agentId, probe: outcome, now: .now())
+        let action = try await controlPlane.applyReconcile(deployment, probe: outcome)
         switch action {
-        case .markReady, .markFailed:
+        case .markReady:
             logger.info(
-                "deployment reconciled",
-                metadata: ["agent": "\(deployment.agentId)", "deployment": "\(id)", "reason": "\(action)"])
+                "deployment ready", metadata: ["agent": "\(deployment.agentId)", "deployment": "\(id)"])
+        case .markFailed(let reason, let detail):
+            logger.info(
+                "deployment failed",
+                metadata: ["agent": "\(deployment.agentId)", "deployment": "\(id)", "reason": "\(reason.rawValue)",
+                           "detail": "\(detail)"])
         default:
             break
         }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CutoverCore
+import CutoverRouting
 import NIOCore
 
 /// Checks a registered pod's readiness endpoint.
@@ -7,7 +8,8 @@ public protocol ReadinessProber: Sendable {
     func probe(_ url: String) async -> ProbeOutcome
 }
 
-/// `GET {acp_url}/healthz` with a timeout, judged by `ProbeVerdict`.
+/// `GET {acp_url}/healthz`, judged by `ProbeVerdict`. The timeout bounds the whole answer, body included:
+/// a pod that trickles its body cannot hold a controller worker longer than that.
 public struct HTTPReadinessProber: ReadinessProber {
     let client: HTTPClient
     let timeout: Duration
@@ -18,18 +20,17 @@ public struct HTTPReadinessProber: ReadinessProber {
     }
 
     public func probe(_ url: String) async -> ProbeOutcome {
-        do {
-            var request = HTTPClientRequest(url: url)
-            request.method = .GET
-            let response = try await client.execute(request, timeout: .microseconds(timeout.microseconds))
-            let body = try await response.body.collect(upTo: 64 * 1024)
-            return ProbeVerdict.judge(statusCode: Int(response.status.code), body: Array(buffer: body))
-        } catch let error as HTTPClientError where error == .deadlineExceeded {
-            return .unhealthy("readiness probe timed out after \(timeout.formatted)")
-        } catch {
-            let text = "\(error)"
-            if text.contains("refused") { return .unhealthy("readiness probe failed: connection refused by \(url)") }
-            return .unhealthy("readiness probe failed: \(text)")
+        let outcome = await withDeadline(timeout) { [client] () -> ProbeOutcome in
+            do {
+                var request = HTTPClientRequest(url: url)
+                request.method = .GET
+                let response = try await client.execute(request, timeout: .seconds(3600))
+                let body = try await response.body.collect(upTo: 64 * 1024)
+                return ProbeVerdict.judge(statusCode: Int(response.status.code), body: Array(buffer: body))
+            } catch {
+                return .unhealthy("readiness probe failed: \(Outbound.describe(error, url: url))")
+            }
         }
+        return outcome ?? .unhealthy("readiness probe timed out after \(timeout.formatted)")
     }
 }

@@ -4,16 +4,28 @@ import CutoverCore
 public struct RequestContext: Sendable {
     public var actor: Actor
     public var dryRun: Bool
-    public var now: Timestamp
+    /// The time the unit of work writes. Re-read by `lockedNow()` once the agent row is locked.
+    public private(set) var now: Timestamp
+    /// A time fixed by the caller (tests, the controller's decision time), kept by `lockedNow()`.
+    private let pinned: Timestamp?
 
-    public init(actor: Actor, dryRun: Bool = false, now: Timestamp = .now()) {
+    public init(actor: Actor, dryRun: Bool = false, now: Timestamp? = nil) {
         self.actor = actor
         self.dryRun = dryRun
-        self.now = now
+        self.pinned = now
+        self.now = now ?? .now()
+    }
+
+    /// The context with the clock read now, to be called once the agent's row lock is held: writers of
+    /// one agent then take their times in commit order, so events and `demoted_at` never contradict it.
+    public func lockedNow() -> RequestContext {
+        var copy = self
+        copy.now = pinned ?? .now()
+        return copy
     }
 }
 
-/// A validated `POST /agents/register` (SPEC §3).
+/// A validated `POST /agents/register`.
 public struct RegistrationRequest: Sendable {
     public var name: String
     public var description: String

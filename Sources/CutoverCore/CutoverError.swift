@@ -8,7 +8,7 @@ public struct FieldProblem: Sendable, Equatable {
     }
 }
 
-/// The errors the product answers with; each maps to one HTTP status of SPEC §2.
+/// The errors the product answers with; each maps to one HTTP status.
 public enum CutoverError: Error, Sendable, Equatable {
     case malformed(String)
     case validation([FieldProblem])

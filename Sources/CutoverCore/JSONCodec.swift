@@ -4,21 +4,32 @@ public enum JSONCodec {
     public struct ParseError: Error, Equatable, CustomStringConvertible {
         public var offset: Int
         public var reason: String
+        /// Set when the text is valid JSON but holds a number that would not read back as sent (only with
+        /// `exactNumbers`): the top-level key it sits under, or "" at the top level.
+        public var inexactNumberField: String?
         public var description: String { "invalid JSON at byte \(offset): \(reason)" }
 
-        public init(offset: Int, reason: String) {
+        public init(offset: Int, reason: String, inexactNumberField: String? = nil) {
             self.offset = offset
             self.reason = reason
+            self.inexactNumberField = inexactNumberField
         }
     }
 
     /// Nesting deeper than this is refused rather than risking the stack.
     public static let maxDepth = 128
 
-    public static func parse<Bytes: Collection<UInt8>>(_ bytes: Bytes) throws(ParseError) -> JSONValue {
+    /// Parses one JSON document. An object with a duplicate key is refused: parsers disagree on which
+    /// value wins, so accepting one would let a body mean one thing here and another to the agent.
+    /// With `exactNumbers`, a number that a double cannot hold exactly (beyond ±1.8e308, below the
+    /// smallest subnormal, or with more precision than a double keeps, like 2^53 + 1) is refused too:
+    /// what is stored must read back as it was sent.
+    public static func parse<Bytes: Collection<UInt8>>(
+        _ bytes: Bytes, exactNumbers: Bool = false
+    ) throws(ParseError) -> JSONValue {
         let array = Array(bytes)
         return try array.withUnsafeBufferPointer { (buffer) throws(ParseError) -> JSONValue in
-            var parser = Parser(bytes: buffer)
+            var parser = Parser(bytes: buffer, exactNumbers: exactNumbers)
             parser.skipWhitespace()
             let value = try parser.value(depth: 0)
             parser.skipWhitespace()
@@ -103,7 +114,10 @@ public enum JSONCodec {
 
     struct Parser {
         let bytes: UnsafeBufferPointer<UInt8>
+        let exactNumbers: Bool
         var index = 0
+        /// The key of the top-level object member being read, for naming the field of an inexact number.
+        var topLevelKey = ""
 
         func error(_ reason: String) -> ParseError { ParseError(offset: index, reason: reason) }
 
@@ -149,7 +163,12 @@ public enum JSONCodec {
             while true {
                 skipWhitespace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                let keyOffset = index
                 let key = try string()
+                guard result[key] == nil else {
+                    throw ParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+                }
+                if depth == 0 { topLevelKey = key }
                 skipWhitespace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 index += 1
@@ -214,6 +233,11 @@ public enum JSONCodec {
             }
             let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
             guard let value = Double(text) else { throw error("number out of range") }
+            if exactNumbers, !DecimalDigits.sameValue(text, value) {
+                throw ParseError(
+                    offset: start, reason: "the number \(text.prefix(40)) cannot be stored exactly",
+                    inexactNumberField: topLevelKey)
+            }
             return value
         }
 
@@ -295,5 +319,56 @@ public enum JSONCodec {
             }
             return v
         }
+    }
+}
+
+/// A decimal number reduced to sign, significant digits and exponent, so two spellings of one value
+/// (`1e2`, `100`, `100.0`) compare equal.
+enum DecimalDigits {
+    /// Whether the JSON number `literal` has exactly the value of `value` as Cutover writes it back.
+    static func sameValue(_ literal: String, _ value: Double) -> Bool {
+        guard value.isFinite else { return false }
+        // Swift prints the shortest decimal that reads back as the same double: if it is not the literal's
+        // value, the double lost precision.
+        return normalized(literal) == normalized(value == 0 ? "0" : "\(value)")
+    }
+
+    struct Form: Equatable {
+        var negative: Bool
+        var digits: [UInt8]
+        var exponent: Int
+    }
+
+    static func normalized(_ text: String) -> Form? {
+        var negative = false
+        var digits: [UInt8] = []
+        var exponent = 0
+        var seenPoint = false
+        var utf8 = Substring(text).utf8[...]
+        if utf8.first == UInt8(ascii: "-") {
+            negative = true
+            utf8 = utf8.dropFirst()
+        }
+        while let c = utf8.first, c != UInt8(ascii: "e"), c != UInt8(ascii: "E") {
+            utf8 = utf8.dropFirst()
+            if c == UInt8(ascii: ".") {
+                seenPoint = true
+                continue
+            }
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) else { return nil }
+            digits.append(c)
+            if seenPoint { exponent -= 1 }
+        }
+        if !utf8.isEmpty {
+            guard let e = Int(String(decoding: utf8.dropFirst(), as: UTF8.self)) else { return nil }
+            exponent += e
+        }
+        while digits.first == UInt8(ascii: "0") { digits.removeFirst() }
+        while digits.last == UInt8(ascii: "0") {
+            digits.removeLast()
+            exponent += 1
+        }
+        if digits.isEmpty { return Form(negative: false, digits: [], exponent: 0) }
+        return Form(negative: negative, digits: digits, exponent: exponent)
     }
 }

@@ -1,4 +1,4 @@
-/// The JSON-RPC envelope of SPEC §5 and its error codes.
+/// The JSON-RPC envelope of the `/rpc` routes and its error codes.
 public enum JSONRPC {
     public enum ErrorCode: Int, Sendable {
         case parseError = -32700

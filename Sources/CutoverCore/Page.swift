@@ -2,7 +2,7 @@ public enum SortDirection: String, Sendable {
     case asc, desc
 }
 
-/// A page of a list (SPEC §2): `limit` 1–1000, `page_number` ≥ 1, a known `order_by` column.
+/// A page of a list: `limit` 1–1000, `page_number` ≥ 1, a known `order_by` column.
 public struct Page: Sendable, Equatable {
     public var limit: Int
     public var number: Int

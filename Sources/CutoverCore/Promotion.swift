@@ -16,7 +16,7 @@ public struct PromotionPlan: Sendable, Equatable {
 }
 
 public enum Promotion {
-    /// Plans making `target` the production deployment of `agent` (SPEC §4.4). `current` is the agent's
+    /// Plans making `target` the production deployment of `agent`. `current` is the agent's
     /// production deployment as read under the agent's row lock.
     public static func plan(
         agent: Agent, target: Deployment, current: Deployment?, kind: PromotionKind, reason: String?,
@@ -68,7 +68,7 @@ public enum Promotion {
 }
 
 public enum Rollback {
-    /// Chooses the deployment a rollback returns to (SPEC §4.5). `history` holds the agent's deployments
+    /// Chooses the deployment a rollback returns to. `history` holds the agent's deployments
     /// that were production before (any state); `requested` is `to_deployment_id` when given.
     public static func target(
         agent: Agent, requested: Deployment?, requestedId: String?, history: [Deployment]

@@ -4,7 +4,7 @@ public enum ProbeOutcome: Sendable, Equatable {
     case unhealthy(String)
 }
 
-/// The typed reasons of a `Failed` deployment (SPEC §4.2).
+/// The typed reasons of a `Failed` deployment.
 public enum FailureReason: String, Sendable, Equatable {
     case neverRegistered = "NeverRegistered"
     case probeFailed = "ProbeFailed"
@@ -68,7 +68,7 @@ public enum Reconcile {
         }
     }
 
-    /// Whether the agent's first `Ready` deployment becomes production (SPEC §4.3): only when the agent has
+    /// Whether the agent's first `Ready` deployment becomes production: only when the agent has
     /// no production deployment and no legacy route, so a preview pod of a legacy agent never takes over.
     public static func shouldAutoPromote(agent: Agent, policy: AutoPromotePolicy) -> Bool {
         policy == .first && agent.productionDeploymentId == nil && agent.acpURL == nil && agent.status != .deleted

@@ -103,7 +103,7 @@ extension Duration {
 }
 
 extension String {
-    var trimmingWhitespace: String {
+    public var trimmingWhitespace: String {
         var s = Substring(self)
         while let f = s.first, f.isWhitespace { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace { s = s.dropLast() }

@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 
-/// The rules of SPEC §1 for names, ids and URLs. Each returns the problem a person reads, or nil.
+/// The record rules for names, ids and URLs. Each returns the problem a person reads, or nil.
 public enum Rules {
     public static let maxDescriptionBytes = 4 * 1024
     public static let maxMetadataBytes = 64 * 1024
@@ -22,6 +22,12 @@ public enum Rules {
             id.utf8.allSatisfy({ isAlphanumeric($0) || $0 == 46 || $0 == 95 || $0 == 58 || $0 == 45 })
         else { return "must match ^[A-Za-z0-9._:-]{1,128}$" }
         return nil
+    }
+
+    /// PostgreSQL text cannot hold U+0000 and SQLite cuts a value there: such a string is refused rather
+    /// than stored as something other than what was acknowledged. (JSON metadata keeps it, escaped.)
+    public static func nulProblem(_ text: String) -> String? {
+        text.utf8.contains(0) ? "must not contain the NUL character (U+0000)" : nil
     }
 
     public static func descriptionProblem(_ text: String) -> String? {
@@ -91,7 +97,7 @@ public struct ACPURL: Sendable, Equatable {
     }
 }
 
-/// The optional SSRF guard of SPEC §6: exact hosts, `*.suffix` wildcards and IPv4/IPv6 CIDRs.
+/// The optional SSRF guard on registered URLs: exact hosts, `*.suffix` wildcards and IPv4/IPv6 CIDRs.
 public struct HostAllowlist: Sendable, Equatable, CustomStringConvertible {
     enum Entry: Sendable, Equatable {
         case exact(String)

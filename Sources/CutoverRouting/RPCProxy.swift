@@ -9,7 +9,7 @@ public struct ProxiedResponse: Sendable {
         /// A small answer of known length, read whole so it goes out in one write.
         case complete(ByteBuffer)
         /// Anything streamed or large: passed through chunk by chunk as the agent writes it.
-        case stream(HTTPClientResponse.Body)
+        case stream(UpstreamBody)
     }
 
     public var status: Int
@@ -17,7 +17,34 @@ public struct ProxiedResponse: Sendable {
     public var body: Body
 }
 
-/// Forwards a validated JSON-RPC body to `{acp_url}/api` over one shared, pooled HTTP client.
+/// An agent's streamed answer, passed through as it arrives. A silence longer than the client's idle read
+/// timeout ends it with an error (the stream is cut, which the client sees) and calls `onStall`.
+public struct UpstreamBody: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    let body: HTTPClientResponse.Body
+    public var onStall: @Sendable () -> Void = {}
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var inner: HTTPClientResponse.Body.AsyncIterator
+        let onStall: @Sendable () -> Void
+
+        public mutating func next() async throws -> ByteBuffer? {
+            do {
+                return try await inner.next()
+            } catch let error as HTTPClientError where error == .readTimeout {
+                onStall()
+                throw error
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(inner: body.makeAsyncIterator(), onStall: onStall)
+    }
+}
+
+/// Forwards a validated JSON-RPC body to `{acp_url}/api` over one shared, pooled HTTP client (made by
+/// `Outbound.makeClient`, whose idle read timeout bounds every silence inside an answer).
 public struct RPCProxy: Sendable {
     let client: HTTPClient
     let timeout: Duration
@@ -45,7 +72,9 @@ public struct RPCProxy: Sendable {
                 let body = try await response.body.collect(upTo: Self.wholeLimit)
                 return ProxiedResponse(status: Int(response.status.code), headers: headers, body: .complete(body))
             }
-            return ProxiedResponse(status: Int(response.status.code), headers: headers, body: .stream(response.body))
+            return ProxiedResponse(
+                status: Int(response.status.code), headers: headers,
+                body: .stream(UpstreamBody(body: response.body)))
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout
             || error == .connectTimeout
         {
@@ -54,7 +83,9 @@ public struct RPCProxy: Sendable {
         } catch is CancellationError {
             throw JSONRPC.Failure(.upstreamUnreachable, 502, "the request was cancelled", data: errorData)
         } catch {
-            throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent is unreachable: \(error)", data: errorData)
+            throw JSONRPC.Failure(
+                .upstreamUnreachable, 502, "the agent is unreachable: \(Outbound.describe(error, url: acpURL))",
+                data: errorData)
         }
     }
 

@@ -2,7 +2,7 @@ import CutoverCore
 import CutoverStore
 import Synchronization
 
-/// Where an agent's RPCs go (SPEC §5): its production deployment, else its legacy URL, else nowhere.
+/// Where an agent's RPCs go: its production deployment, else its legacy URL, else nowhere.
 public struct AgentRoute: Sendable, Equatable {
     public enum Target: Sendable, Equatable {
         case deployment(id: String, url: String)

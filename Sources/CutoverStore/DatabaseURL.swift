@@ -60,16 +60,18 @@ public enum StoreFactory {
         case .sqliteFile(let path):
             return SQLStore(backend: try await SQLiteBackend(storage: .file(path: path), logger: logger), logger: logger)
         case .postgres(let host, let port, let user, let password, let database, let tls):
-            let tlsConfig: PostgresClient.Configuration.TLS =
+            let tlsConfig: PostgresConnection.Configuration.TLS =
                 switch tls {
                 case .disable: .disable
-                case .prefer: .prefer(.makeClientConfiguration())
-                case .require: .require(.makeClientConfiguration())
+                case .prefer: .prefer(try .init(configuration: .makeClientConfiguration()))
+                case .require: .require(try .init(configuration: .makeClientConfiguration()))
                 }
-            var configuration = PostgresClient.Configuration(
+            var configuration = PostgresConnection.Configuration(
                 host: host, port: port, username: user, password: password, database: database, tls: tlsConfig)
-            configuration.options.maximumConnections = maxConnections
-            return SQLStore(backend: await PostgresBackend(configuration: configuration, logger: logger), logger: logger)
+            // A database that does not answer at all (not even a refusal) fails a request within this.
+            configuration.options.connectTimeout = .seconds(2)
+            let backend = PostgresBackend(configuration: configuration, maxConnections: maxConnections, logger: logger)
+            return SQLStore(backend: backend, logger: logger)
         }
     }
 }

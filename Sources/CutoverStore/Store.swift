@@ -1,6 +1,6 @@
 import CutoverCore
 
-/// Cutover's storage: every unit of work runs in one transaction (SPEC §1, invariant 6).
+/// Cutover's storage: every unit of work runs in one transaction (every state change and its event commit together).
 public protocol Store: Sendable {
     /// Runs `body` in one transaction and commits it. With `dryRun`, runs it to the end and rolls back
     /// instead, so the caller gets the very answer the real request would give and nothing is written.

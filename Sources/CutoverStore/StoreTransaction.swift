@@ -179,7 +179,7 @@ public final class StoreTransaction: Sendable {
         let filter: SQLQueryString = deploymentId.map { " AND deployment_id = \(bind: $0)" } ?? ""
         let query: SQLQueryString = """
             SELECT id, agent_id, deployment_id, type, reason, message, actor, created_at FROM events \
-            WHERE agent_id = \(bind: agentId)\(filter) \(unsafeRaw: orderClause(page)) \
+            WHERE agent_id = \(bind: agentId)\(filter) \(unsafeRaw: orderClause(page, timeColumnInCommitOrder: true)) \
             LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
             """
         return try await db.raw(query).all().map { row in
@@ -198,10 +198,13 @@ public final class StoreTransaction: Sendable {
     // MARK: Helpers
 
     /// `page.orderBy` is checked against the known columns by the API; nulls sort last either way, and
-    /// insertion order breaks ties.
-    private func orderClause(_ page: Page) -> String {
+    /// insertion order breaks ties. With `timeColumnInCommitOrder` (events, which are only ever inserted
+    /// under their agent's row lock), `created_at` order is insertion order itself: per agent that is the
+    /// commit order, which a clock cannot promise.
+    private func orderClause(_ page: Page, timeColumnInCommitOrder: Bool = false) -> String {
         let dir = page.direction == .asc ? "ASC" : "DESC"
         let column = page.orderBy.allSatisfy { $0.isLetter || $0 == "_" } ? page.orderBy : "created_at"
+        if timeColumnInCommitOrder, column == "created_at" { return "ORDER BY seq \(dir)" }
         return "ORDER BY CASE WHEN \(column) IS NULL THEN 1 ELSE 0 END, \(column) \(dir), seq \(dir)"
     }
 

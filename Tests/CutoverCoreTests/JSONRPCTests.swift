@@ -1,7 +1,7 @@
 import CutoverCore
 import Testing
 
-@Suite("JSON-RPC envelope (SPEC §5)")
+@Suite("JSON-RPC envelope")
 struct JSONRPCTests {
     @Test(arguments: [
         (#"{"method":"task/create","params":{}}"#, "task/create", JSONValue.null),

@@ -171,7 +171,7 @@ struct ReconcileDecideTests {
         }
     }
 
-    @Test("failure reasons are the typed reasons of SPEC §4.2")
+    @Test("failure reasons are the typed reasons of a Failed deployment")
     func failureReasonRawValues() {
         #expect(FailureReason.neverRegistered.rawValue == "NeverRegistered")
         #expect(FailureReason.probeFailed.rawValue == "ProbeFailed")
@@ -225,7 +225,7 @@ struct AutoPromoteTests {
         .init(name: "never, deleted agent", policy: .never, agent: Fixture.agent(status: .deleted), expected: false),
     ]
 
-    @Test("auto-promotion conditions of SPEC §4.3", arguments: cases)
+    @Test("auto-promotion conditions", arguments: cases)
     func conditions(_ c: Case) {
         #expect(Reconcile.shouldAutoPromote(agent: c.agent, policy: c.policy) == c.expected)
     }

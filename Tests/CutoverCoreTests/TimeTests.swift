@@ -67,7 +67,7 @@ struct DurationTests {
         #expect(Duration.parse(text) == nil)
     }
 
-    @Test("a duration too large for microseconds is rejected rather than trapping (SPEC §7: every duration is a flag)")
+    @Test("a duration too large for microseconds is rejected rather than trapping")
     func rejectsOverflowWithoutTrapping() async {
         // Each fits Int64 as digits, but the product or the sum overflows Int64 microseconds.
         await #expect(processExitsWith: .success) {

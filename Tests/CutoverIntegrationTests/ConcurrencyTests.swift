@@ -1,7 +1,7 @@
 import CutoverCore
 import Testing
 
-/// SPEC §1's invariants asserted after storms of concurrent requests.
+/// The record invariants asserted after storms of concurrent requests.
 @Suite("Concurrency storms")
 struct ConcurrencyTests {
     @Test(arguments: Backend.all)

@@ -1,7 +1,7 @@
 import CutoverCore
 import Testing
 
-@Suite("Lists: newest first, pagination, ordering (SPEC §2)")
+@Suite("Lists: newest first, pagination, ordering")
 struct ListTests {
     @Test(arguments: Backend.all)
     func deploymentsPageNewestFirstWithStableTies(_ backend: Backend) async throws {

@@ -1,7 +1,7 @@
 import CutoverCore
 import Testing
 
-@Suite("Promotion, rollback, soft delete and restore (SPEC §4.4–4.6)")
+@Suite("Promotion, rollback, soft delete and restore")
 struct PromotionTests {
     /// An agent with two Ready deployments, `v1` auto-promoted.
     static func twoReady(_ h: Harness, _ pod: AgentStandIn, name: String = "app") async throws -> String {

@@ -5,7 +5,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 
-@Suite("RPC routing (SPEC §5)")
+@Suite("RPC routing")
 struct RPCRoutingTests {
     static func rpc(_ method: String = "task/create", id: JSONValue = 1, params: JSONValue = [:]) -> JSONValue {
         ["jsonrpc": "2.0", "id": id, "method": .string(method), "params": params]

@@ -1,7 +1,7 @@
 import CutoverCore
 import Testing
 
-@Suite("Reconcile loop with real agent stand-ins (SPEC §4.2)")
+@Suite("Reconcile loop with real agent stand-ins")
 struct ReconcileLoopTests {
     static let shortDeadline = ReconcilePolicy(progressDeadline: .milliseconds(1500))
 

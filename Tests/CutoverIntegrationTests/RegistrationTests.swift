@@ -1,7 +1,7 @@
 import CutoverCore
 import Testing
 
-@Suite("Registration (SPEC §3)")
+@Suite("Registration")
 struct RegistrationTests {
     @Test(arguments: Backend.all)
     func deploymentScopedRegistrationBecomesReadyAndAutoPromotes(_ backend: Backend) async throws {

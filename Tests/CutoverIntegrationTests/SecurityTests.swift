@@ -2,7 +2,7 @@ import CutoverAPI
 import CutoverCore
 import Testing
 
-@Suite("Security (SPEC §6)")
+@Suite("Security")
 struct SecurityTests {
     static let tokens = AuthSettings(adminTokens: ["admin-secret"], registrationTokens: ["reg-secret"])
 
@@ -66,9 +66,13 @@ struct SecurityTests {
             for (method, path) in [
                 ("GET", "/agents/\(theirId)"), ("GET", "/agents/name/theirs"), ("GET", "/agents/\(theirId)/deployments"),
                 ("POST", "/agents/\(theirId)/deployments/t1/promote"), ("DELETE", "/agents/\(theirId)"),
+                ("DELETE", "/agents/name/theirs"), ("GET", "/agents/name/theirs/deployments"),
             ] {
                 let reply = try await h.request(.init(rawValue: method), path, headers: key)
                 #expect(reply.status == 404, "\(method) \(path) must not reveal another agent")
+                if !path.contains(theirId) {
+                    #expect(!reply.text.contains(theirId), "a 404 names only what the caller sent: \(reply.text)")
+                }
             }
             for (method, path) in [
                 ("POST", "/agents/\(myId)/deployments/m1/promote"), ("DELETE", "/agents/\(myId)/deployments/m2"),

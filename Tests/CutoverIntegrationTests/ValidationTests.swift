@@ -2,7 +2,7 @@ import CutoverCore
 import Testing
 
 /// Every validation rule: the status, the message or field, and that nothing changed.
-@Suite("Bad input gets a clear error and loses nothing (SPEC §2)")
+@Suite("Bad input gets a clear error and loses nothing")
 struct ValidationTests {
     struct Case: Sendable, CustomStringConvertible {
         var description: String

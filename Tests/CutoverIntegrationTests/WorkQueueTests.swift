@@ -2,7 +2,7 @@ import CutoverController
 import CutoverCore
 import Testing
 
-@Suite("Work queue (SPEC §4.1)")
+@Suite("Work queue")
 struct WorkQueueTests {
     static func queue() -> WorkQueue<String> {
         WorkQueue(name: "test", backoff: Backoff(base: .milliseconds(20), cap: .milliseconds(80)))

@@ -1,5 +1,6 @@
 import CutoverCore
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -10,6 +11,10 @@ final class AgentStandIn: Sendable {
     enum Health: Sendable {
         case healthy
         case unhealthy
+        /// Healthy, but the answer takes this long.
+        case slow(Duration)
+        /// A 200 head promising 100 bytes, then one byte every 300 ms.
+        case trickle
     }
 
     struct RecordedCall: Sendable {
@@ -67,6 +72,20 @@ final class AgentStandIn: Sendable {
                                 body: .init(byteBuffer: ByteBuffer(string: #"{"status":"healthy"}"#)))
             case .unhealthy:
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "starting")))
+            case .slow(let delay):
+                try await Task.sleep(for: delay)
+                return Response(status: .ok, headers: [.contentType: "application/json"],
+                                body: .init(byteBuffer: ByteBuffer(string: #"{"status":"healthy"}"#)))
+            case .trickle:
+                return Response(
+                    status: .ok, headers: [.contentLength: "100"],
+                    body: .init { writer in
+                        for _ in 0..<100 {
+                            try await writer.write(ByteBuffer(string: " "))
+                            try await Task.sleep(for: .milliseconds(300))
+                        }
+                        try await writer.finish(nil)
+                    })
             }
         }
         router.post("/api") { request, _ -> Response in
@@ -90,6 +109,26 @@ final class AgentStandIn: Sendable {
                             state.dripped.withLock { $0 = n + 1 }
                             try await Task.sleep(for: .milliseconds(20))
                         }
+                        try await writer.finish(nil)
+                    })
+            }
+            if params["stall"] == .bool(true) {
+                // Promises 100 bytes, sends 11, then falls silent.
+                return Response(
+                    status: .ok, headers: [.contentType: "application/json", .contentLength: "100"],
+                    body: .init { writer in
+                        try await writer.write(ByteBuffer(string: #"{"result":1"#))
+                        try await Task.sleep(for: .seconds(30))
+                        try await writer.finish(nil)
+                    })
+            }
+            if params["stall_stream"] == .bool(true) {
+                // One line of a stream, then silence.
+                return Response(
+                    status: .ok, headers: [.contentType: "application/x-ndjson"],
+                    body: .init { writer in
+                        try await writer.write(ByteBuffer(string: JSONCodec.string(["id": id, "result": ["line": 1]]) + "\n"))
+                        try await Task.sleep(for: .seconds(30))
                         try await writer.finish(nil)
                     })
             }
@@ -125,13 +164,14 @@ struct RunningServer: Sendable {
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    static func start<R: HTTPResponderBuilder>(router: R) async throws -> RunningServer
+    static func start<R: HTTPResponderBuilder>(router: R, server: HTTPServerBuilder = .http1()) async throws -> RunningServer
     where R.Responder.Context: RequestContext, R.Responder.Context.Source == ApplicationRequestContextSource {
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
         let app = Application(
             router: router,
+            server: server,
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) },
             logger: logger)

@@ -9,6 +9,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Cutover as `cutover serve` runs it (store, control plane, controller, HTTP API on a loopback port),
 /// with an HTTP client to drive it.
@@ -33,11 +34,16 @@ final class Harness: Sendable {
         var rpcTimeout: Duration = .seconds(10)
     }
 
-    static let proxyClient: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
+    /// The outbound client as `cutover serve` makes it, with the idle read bound of each RPC timeout used.
+    static func proxyClient(_ idleRead: Duration) -> HTTPClient {
+        proxyClients.withLock { clients in
+            if let client = clients[idleRead] { return client }
+            let client = Outbound.makeClient(idleRead: idleRead, maxConnectionsPerHost: 64)
+            clients[idleRead] = client
+            return client
+        }
+    }
+    private static let proxyClients = Mutex<[Duration: HTTPClient]>([:])
 
     private init(
         backend: Backend, store: any Store, controlPlane: ControlPlane, controller: DeploymentController,
@@ -61,7 +67,7 @@ final class Harness: Sendable {
         let controlPlane = ControlPlane(
             store: store, settings: .init(reconcile: options.policy, deletionGrace: options.deletionGrace), logger: logger)
         let controller = DeploymentController(
-            controlPlane: controlPlane, prober: HTTPReadinessProber(client: http, timeout: .seconds(2)),
+            controlPlane: controlPlane, prober: HTTPReadinessProber(client: proxyClient(options.rpcTimeout), timeout: .seconds(2)),
             settings: .init(workers: 4, resyncInterval: .seconds(30), backoff: .init(base: .milliseconds(20), cap: .milliseconds(200))),
             logger: logger)
         let controllerTask = Task {
@@ -71,13 +77,15 @@ final class Harness: Sendable {
         let router = CutoverAPI.router(
             APIDependencies(
                 controlPlane: controlPlane, auth: options.auth, allowedHosts: options.allowedHosts,
-                proxy: RPCProxy(client: proxyClient, timeout: options.rpcTimeout), routes: routes))
-        let server = try await RunningServer.start(router: router)
+                proxy: RPCProxy(client: proxyClient(options.rpcTimeout), timeout: options.rpcTimeout), routes: routes))
+        let server = try await RunningServer.start(router: router, server: CutoverAPI.httpServer)
         return Harness(
             backend: backend, store: store, controlPlane: controlPlane, controller: controller,
             baseURL: "http://127.0.0.1:\(server.port)", adminToken: options.auth.adminTokens.first, routes: routes,
             server: server, controllerTask: controllerTask)
     }
+
+    var port: Int { server.port }
 
     func stop() async {
         await server.stop()
@@ -219,7 +227,7 @@ final class Harness: Sendable {
         }
     }
 
-    /// SPEC §1 invariants 1, 2, 4 and 5 over the whole database.
+    /// The record invariants (one production per agent, a pointer to a Ready, live production, no deleted production) over the whole database.
     func checkInvariants() async throws -> [String] {
         let s = try await snapshot()
         var violations: [String] = []

@@ -1,4 +1,4 @@
--- Baseline, not a SPEC §8 workload: GET /healthz (HTTP stack only, no database), to show the
+-- Baseline, not a target workload: GET /healthz (HTTP stack only, no database), to show the
 -- floor under the control requests' req/s and CPU. BENCH_WORKLOADS="... healthz" to include it.
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 

@@ -1,4 +1,4 @@
--- RPC routing (SPEC §8): POST a small JSON-RPC body to PATH — the agent's /api directly, through
+-- RPC routing: POST a small JSON-RPC body to PATH — the agent's /api directly, through
 -- nginx, or Cutover's /agents/{id}/rpc — with non-2xx counting and the BENCHJSON summary from
 -- common.lua.
 -- wrk ... -s rpc.lua URL -- PATH

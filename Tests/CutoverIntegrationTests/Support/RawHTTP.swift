@@ -1,0 +1,82 @@
+import CutoverCore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plain TCP client for what an HTTP client library will not send: broken framing, HTTP/1.0, raw
+/// header bytes. Blocking socket calls with receive timeouts, run off the cooperative pool.
+struct RawHTTP {
+    struct Answer {
+        var status: Int
+        var head: String
+        var body: String
+        /// Whether the server closed the connection after its answer (within the read timeout).
+        var closed: Bool
+        var json: JSONValue { (try? JSONCodec.parse(Array(body.utf8))) ?? .null }
+    }
+
+    /// Sends `bytes` to 127.0.0.1:`port` and reads until the server closes the connection or `timeout`
+    /// passes without a byte.
+    static func exchange(port: Int, _ bytes: [UInt8], timeout: Duration = .seconds(5)) async throws -> Answer {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try blockingExchange(port: port, bytes, timeout: timeout) })
+            }
+        }
+    }
+
+    static func exchange(port: Int, _ text: String, timeout: Duration = .seconds(5)) async throws -> Answer {
+        try await exchange(port: port, Array(text.utf8), timeout: timeout)
+    }
+
+    private static func blockingExchange(port: Int, _ bytes: [UInt8], timeout: Duration) throws -> Answer {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket() failed") }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestFailure("connect to port \(port) failed") }
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var received: [UInt8] = []
+        var closed = false
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 {
+                closed = true
+                break
+            }
+            if n < 0 { break }  // timed out (or reset): the connection stayed open as far as we can tell
+            received += buffer[0..<n]
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        let parts = text.components(separatedBy: "\r\n\r\n")
+        let head = parts.first ?? ""
+        let status = head.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        var body = parts.dropFirst().joined(separator: "\r\n\r\n")
+        if head.lowercased().contains("transfer-encoding: chunked") { body = dechunk(body) }
+        return Answer(status: status, head: head, body: body, closed: closed)
+    }
+
+    /// The payload of a chunked body (enough for the small answers these tests read).
+    static func dechunk(_ text: String) -> String {
+        var out = ""
+        var rest = Substring(text)
+        while let lineEnd = rest.range(of: "\r\n"), let size = Int(rest[..<lineEnd.lowerBound], radix: 16), size > 0 {
+            let start = lineEnd.upperBound
+            let chunk = rest[start...].utf8.prefix(size)
+            out += String(decoding: chunk, as: UTF8.self)
+            rest = rest[rest.utf8.index(start, offsetBy: min(size + 2, rest[start...].utf8.count))...]
+        }
+        return out
+    }
+}
