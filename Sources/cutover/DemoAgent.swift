@@ -17,6 +17,10 @@ struct DemoAgent: AsyncParsableCommand {
     @Option(help: "Agent name used when registering.") var name = "demo"
     @Option(help: "acp_type used when registering: sync | async | agentic.") var acpType = "sync"
     @Option(help: "Register as this deployment (registration_metadata.deployment_id).") var deploymentId: String?
+    @Option(help: ArgumentHelp(
+        "Image to register the deployment with (registration_metadata.docker_image). (default: cutover-demo:<deployment id>)",
+        valueName: "image"))
+    var dockerImage: String?
     @Option(help: "Cutover URL to register with, e.g. http://127.0.0.1:8080.") var registerWith: String?
     @Option(help: "Registration bearer token.") var token: String?
     @Option(help: "Delay between streamed lines (e.g. 100ms).") var streamDelay = "50ms"
@@ -65,9 +69,9 @@ struct DemoAgent: AsyncParsableCommand {
         let app = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "demo-agent"),
             onServerRunning: { _ in
-                print("demo-agent listening on http://\(host):\(port)")
+                say("demo-agent listening on http://\(host):\(port)")
                 if let registration {
-                    do { try await registration() } catch { print("registration failed: \(error)") }
+                    do { try await registration() } catch { say("registration failed: \(error)") }
                 }
             },
             logger: logger)
@@ -77,7 +81,13 @@ struct DemoAgent: AsyncParsableCommand {
     /// Registers the way agentex-sdk pods do: a plain POST of the pod's identity.
     func register(with base: String) async throws {
         var metadata: JSONValue = .null
-        if let deploymentId { metadata = ["deployment_id": .string(deploymentId)] }
+        if let deploymentId {
+            // Without an image the deployment would inherit the agent's last one, which names another build.
+            let image = dockerImage ?? "cutover-demo:\(deploymentId)"
+            metadata = ["deployment_id": .string(deploymentId), "docker_image": .string(image)]
+        } else if let dockerImage {
+            metadata = ["docker_image": .string(dockerImage)]
+        }
         let body: JSONValue = [
             "name": .string(name), "description": "demo agent", "acp_url": .string("http://\(host):\(port)"),
             "acp_type": .string(acpType), "registration_metadata": metadata, "principal_context": nil,
@@ -92,6 +102,12 @@ struct DemoAgent: AsyncParsableCommand {
         guard response.status == .ok else {
             throw ValidationError("registration answered \(response.status.code): \(String(buffer: reply))")
         }
-        print("registered with \(base) as \(name)\(deploymentId.map { " deployment \($0)" } ?? "")")
+        say("registered with \(base) as \(name)\(deploymentId.map { " deployment \($0)" } ?? "")")
     }
+}
+
+/// One line on stdout, written at once: `print` is block-buffered when stdout is a pipe or file, so a
+/// script waiting for "listening" would otherwise wait until the agent exits.
+private func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -2,68 +2,211 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Testing
 
-/// `cutover serve` as a process: the refusal of SPEC §6 and configuration errors.
+/// `cutover serve` and `cutover migrate` as processes: start-up refusals and failures, configuration
+/// errors, `--help`, logs, exit status.
 @Suite("cutover serve")
 struct ServeCommandTests {
-    static let binary = URL(fileURLWithPath: #filePath)
+    /// `CUTOVER_BIN` picks another build, as in `hack/compat-test.sh`.
+    static let binary = ProcessInfo.processInfo.environment["CUTOVER_BIN"] ?? URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/debug/cutover").path
+    static var built: Bool { FileManager.default.isExecutableFile(atPath: binary) }
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+    struct Outcome {
+        var status: Int32
+        var output: String
+        var elapsed: Duration
+        /// Non-empty output lines.
+        var lines: [Substring] { output.split(separator: "\n") }
+    }
+
+    /// Runs the binary to completion (killed after `timeout`, so a hang fails the test instead of stalling it).
+    static func run(
+        _ arguments: [String], environment: [String: String] = [:], directory: URL? = nil,
+        timeout: Duration = .seconds(30)
+    ) async throws -> Outcome {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { _, new in new }
+        if let directory { process.currentDirectoryURL = directory }
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = pipe
+        let start = ContinuousClock.now
         try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        let output = OutputCollector(pipe)
+        let deadline = start + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        let elapsed = ContinuousClock.now - start
+        _ = await output.waitForEnd(within: .seconds(5))
+        return Outcome(status: process.terminationStatus, output: output.text, elapsed: elapsed)
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: binary)))
-    func refusesToServeOpenOnANonLoopbackAddress() throws {
-        let (status, output) = try Self.run(["serve", "--listen", "0.0.0.0:0", "--database-url", "sqlite::memory:"])
-        #expect(status != 0)
-        #expect(output.contains("refusing to listen on 0.0.0.0:0 without tokens"))
-        #expect(output.contains("--admin-token") && output.contains("--insecure"))
-        let (envStatus, envOutput) = try Self.run(
+    /// A port on 127.0.0.1 that was free a moment ago.
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(channel.localAddress?.port)
+        try await channel.close()
+        return port
+    }
+
+    @Test(.enabled(if: built))
+    func refusesToServeOpenOnANonLoopbackAddress() async throws {
+        let open = try await Self.run(["serve", "--listen", "0.0.0.0:0", "--database-url", "sqlite::memory:"])
+        #expect(open.status != 0)
+        #expect(open.output.contains("refusing to listen on 0.0.0.0:0 without tokens"))
+        #expect(open.output.contains("--admin-token") && open.output.contains("--insecure"))
+        #expect(!open.output.contains("Usage: cutover <subcommand>"), "the root usage is no help here: \(open.output)")
+        let fromEnvironment = try await Self.run(
             ["serve", "--database-url", "sqlite::memory:"], environment: ["CUTOVER_LISTEN": "0.0.0.0:0"])
-        #expect(envStatus != 0)
-        #expect(envOutput.contains("refusing to listen"))
+        #expect(fromEnvironment.status != 0)
+        #expect(fromEnvironment.output.contains("refusing to listen"))
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: binary)), arguments: [
+    @Test(.enabled(if: built), arguments: [
         (["--progress-deadline", "soon"], "--progress-deadline 'soon' is not a duration"),
-        (["--auto-promote", "always"], "--auto-promote must be one of first, never"),
-        (["--workers", "0"], "--workers '0' must be an integer"),
+        (["--progress-deadline", "0s"], "--progress-deadline '0s' must be positive"),
+        (["--progress-deadline", "-5m"], "--progress-deadline '-5m' must be positive"),
+        (["--rpc-timeout=-1s"], "--rpc-timeout '-1s' must be positive"),
+        (["--auto-promote", "always"], "--auto-promote 'always' must be one of first, never"),
+        (["--workers", "0"], "--workers '0' must be an integer ≥ 1"),
+        (["--workers", "-2"], "--workers '-2' must be an integer ≥ 1"),
         (["--listen", "nohost"], "--listen 'nohost' must be host:port"),
-        (["--acp-allowed-hosts", "10.0.0.0/99"], "not a valid CIDR"),
-        (["--database-url", "mysql://x"], "expected sqlite://PATH"),
+        (["--acp-allowed-hosts", "10.0.0.0/99"], "--acp-allowed-hosts: '10.0.0.0/99' is not a valid CIDR"),
+        (["--database-url", "mysql://x"], "--database-url: expected sqlite://PATH"),
         (["--progress-deadline", "9999999999999h"], "is not a duration"),
+        (["--log-level", "loud"], "--log-level 'loud' must be trace"),
     ])
-    func rejectsBadSettings(_ arguments: [String], _ message: String) throws {
-        let (status, output) = try Self.run(["serve", "--listen", "127.0.0.1:0"] + arguments)
-        #expect(status != 0)
-        #expect(output.contains(message), "\(output)")
+    func rejectsBadSettings(_ arguments: [String], _ message: String) async throws {
+        let outcome = try await Self.run(["serve", "--listen", "127.0.0.1:0"] + arguments)
+        #expect(outcome.status != 0)
+        #expect(outcome.output.contains(message), "\(outcome.output)")
+        #expect(!outcome.output.contains("invalid request"), "\(outcome.output)")
+        #expect(!outcome.output.contains("Usage: cutover <subcommand>"), "\(outcome.output)")
     }
 
-    /// Starts `cutover serve` on a free port and returns the process and its base URL once it listens.
-    static func startServer(_ extra: [String]) throws -> (Process, String, Pipe) {
+    @Test(.enabled(if: built), arguments: [
+        (["CUTOVER_PROGRESS_DEADLINE": "abc"], "CUTOVER_PROGRESS_DEADLINE 'abc' is not a duration"),
+        (["CUTOVER_RESYNC_INTERVAL": "0s"], "CUTOVER_RESYNC_INTERVAL '0s' must be positive"),
+        (["CUTOVER_WORKERS": "many"], "CUTOVER_WORKERS 'many' must be an integer ≥ 1"),
+        (["CUTOVER_PROBE": "tcp"], "CUTOVER_PROBE 'tcp' must be one of"),
+        (["CUTOVER_DATABASE_URL": "mysql://x"], "CUTOVER_DATABASE_URL: expected sqlite://PATH"),
+        (["CUTOVER_ACP_ALLOWED_HOSTS": "10.0.0.0/99"], "CUTOVER_ACP_ALLOWED_HOSTS: '10.0.0.0/99' is not a valid CIDR"),
+    ])
+    func reportsABadVariableByItsName(_ environment: [String: String], _ message: String) async throws {
+        let outcome = try await Self.run(["serve", "--listen", "127.0.0.1:0"], environment: environment)
+        #expect(outcome.status != 0)
+        #expect(outcome.output.contains(message), "\(outcome.output)")
+        #expect(!outcome.output.contains("Usage: cutover <subcommand>"), "\(outcome.output)")
+    }
+
+    @Test(.enabled(if: built))
+    func blamesTheFlagWhenBothAreSetAndTheVariableWhenAlone() async throws {
+        let alone = try await Self.run(
+            ["serve", "--listen", "127.0.0.1:0"], environment: ["CUTOVER_PROGRESS_DEADLINE": "abc"])
+        #expect(alone.output.contains("CUTOVER_PROGRESS_DEADLINE 'abc' is not a duration"), "\(alone.output)")
+        let both = try await Self.run(
+            ["serve", "--listen", "127.0.0.1:0", "--progress-deadline", "soon"],
+            environment: ["CUTOVER_PROGRESS_DEADLINE": "abc"])
+        #expect(both.status != 0)
+        #expect(both.output.contains("--progress-deadline 'soon' is not a duration"), "\(both.output)")
+    }
+
+    @Test(.enabled(if: built))
+    func exitsNonZeroWhenTheAddressIsTaken() async throws {
+        let taken = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(taken.localAddress?.port)
+        let outcome = try await Self.run([
+            "serve", "--listen", "127.0.0.1:\(port)", "--database-url", "sqlite::memory:", "--log-format", "json",
+        ])
+        try await taken.close()
+        #expect(outcome.status != 0)
+        #expect(outcome.output.contains("cannot listen on 127.0.0.1:\(port): address already in use"), "\(outcome.output)")
+        #expect(outcome.lines.filter { $0.contains(#""level":"error""#) }.count == 1, "\(outcome.output)")
+    }
+
+    /// Nothing listens on port 1: the connection is refused at once, and start-up must say so once and stop,
+    /// not retry in silence or bury the cause in a stack of lines.
+    @Test(.enabled(if: built), arguments: [
+        ["serve", "--listen", "127.0.0.1:0", "--log-format", "json"],
+        ["migrate"],
+    ])
+    func reportsAnUnreachableDatabaseInOneLine(_ command: [String]) async throws {
+        let outcome = try await Self.run(command + ["--database-url", "postgres://postgres:secret@127.0.0.1:1/db"])
+        #expect(outcome.status != 0)
+        #expect(outcome.elapsed < .seconds(15), "took \(outcome.elapsed)")
+        #expect(outcome.output.contains("cannot reach the database at postgres://postgres:***@127.0.0.1:1/db"), "\(outcome.output)")
+        #expect(outcome.output.contains("connection refused"), "\(outcome.output)")
+        #expect(!outcome.output.contains("secret"))
+        #expect(outcome.lines.count == 1, "\(outcome.output)")
+    }
+
+    @Test(.enabled(if: built))
+    func createsTheDirectoryOfASQLiteDatabase() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cutover-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let migrated = try await Self.run(["migrate", "--database-url", "sqlite://data/cutover.sqlite"], directory: directory)
+        #expect(migrated.status == 0, "\(migrated.output)")
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("data/cutover.sqlite").path))
+
+        #expect(FileManager.default.createFile(atPath: directory.appendingPathComponent("file").path, contents: Data()))
+        let blocked = try await Self.run(["migrate", "--database-url", "sqlite://file/cutover.sqlite"], directory: directory)
+        #expect(blocked.status != 0)
+        #expect(blocked.output.contains("cannot create the directory file for the database at sqlite://file/cutover.sqlite"),
+                "\(blocked.output)")
+    }
+
+    @Test(.enabled(if: built))
+    func helpShowsEveryDefaultAndVariableAndNoInertFlags() async throws {
+        let help = try await Self.run(["serve", "--help"])
+        #expect(help.status == 0)
+        let flat = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(flat.contains("CUTOVER_RPC_TIMEOUT"))
+        #expect(flat.contains("default: 60s"))
+        for inert in ["--gc-interval", "--retain-previous-production", "--retain-inactive", "--failed-ttl"] {
+            #expect(!flat.contains(inert), "\(inert) has no effect and should not be offered")
+        }
+        // One block per option: its first line starts with "  -", continuation lines are indented further.
+        var blocks: [String] = []
+        for line in help.output.split(separator: "\n").drop(while: { !$0.hasPrefix("OPTIONS:") }).dropFirst() {
+            if line.hasPrefix("  -") { blocks.append(String(line)) } else if !blocks.isEmpty { blocks[blocks.count - 1] += " " + line }
+        }
+        let options = blocks.filter { !$0.contains("--help") }.map { $0.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
+        #expect(options.count == 17, "\(options)")
+        for option in options {
+            #expect(option.contains("(default: ") && option.contains("env: CUTOVER_"), "\(option)")
+        }
+        #expect(options.contains { $0.hasPrefix("--resync-interval") && $0.contains("re-queued") })
+        #expect(options.contains { $0.hasPrefix("--rpc-timeout") && $0.contains("silence") && $0.contains("504") })
+    }
+
+    /// Starts `cutover serve` on a free port and returns the process, its base URL and its log.
+    static func startServer(_ extra: [String], host: String = "127.0.0.1") async throws -> (Process, String, OutputCollector) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        let port = Int.random(in: 20000..<40000)
-        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--log-format", "json"] + extra
+        let port = try await freePort()
+        process.arguments = ["serve", "--listen", "\(host):\(port)", "--log-format", "json"] + extra
         process.environment = ["PATH": "/usr/bin:/bin"]
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        return (process, "http://127.0.0.1:\(port)", pipe)
+        return (process, "http://127.0.0.1:\(port)", OutputCollector(pipe))
+    }
+
+    static func stop(_ process: Process) -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        return process.terminationStatus
     }
 
     static func fetch(_ url: String, method: HTTPMethod = .GET, body: String? = nil) async -> (Int, String)? {
@@ -76,9 +219,9 @@ struct ServeCommandTests {
         return (Int(response.status.code), String(buffer: bytes))
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: binary)))
+    @Test(.enabled(if: built))
     func servesMetricsAndReadinessAndExitsZeroOnSIGTERM() async throws {
-        let (process, base, pipe) = try Self.startServer(["--database-url", "sqlite::memory:", "--probe", "none"])
+        let (process, base, log) = try await Self.startServer(["--database-url", "sqlite::memory:", "--probe", "none"])
         defer { if process.isRunning { process.terminate() } }
         let ready = try await eventually(within: .seconds(20), "serve to answer /readyz") {
             await Self.fetch(base + "/readyz").flatMap { $0.0 == 200 ? $0 : nil }
@@ -93,29 +236,107 @@ struct ServeCommandTests {
         }
         #expect(metrics.contains("cutover_leader 1"))
         #expect(metrics.contains("workqueue_adds_total"))
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        let log = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(log.contains("\"msg\":\"stopped\""))
+        #expect(Self.stop(process) == 0)
+        _ = await log.waitForEnd(within: .seconds(5))
+        #expect(log.text.contains("\"msg\":\"stopped\""))
+    }
+
+    @Test(.enabled(if: built))
+    func logsListeningOnceAsHostAndPort() async throws {
+        let (process, base, log) = try await Self.startServer(["--database-url", "sqlite::memory:", "--probe", "none"])
+        defer { if process.isRunning { process.terminate() } }
+        let address = String(base.dropFirst("http://".count))
+        #expect(await log.wait(for: "\"address\":\"\(address)\"", within: .seconds(20)), "\(log.text)")
+        #expect(Self.stop(process) == 0)
+        _ = await log.waitForEnd(within: .seconds(5))
+        let lines = log.text.split(separator: "\n")
+        #expect(lines.filter { $0.contains("listening") }.count == 1, "\(log.text)")
+        #expect(lines.contains { $0.contains(#""migrations_applied":"1""#) }, "\(log.text)")
+    }
+
+    @Test(.enabled(if: built))
+    func warnsWhenOnlyAdminTokensGuardANonLoopbackAddress() async throws {
+        let (open, _, openLog) = try await Self.startServer(
+            ["--database-url", "sqlite::memory:", "--admin-token", "a"], host: "0.0.0.0")
+        defer { if open.isRunning { open.terminate() } }
+        #expect(await openLog.wait(for: "registration is open", within: .seconds(20)), "\(openLog.text)")
+        let warning = try #require(openLog.text.split(separator: "\n").first { $0.contains("registration is open") })
+        #expect(warning.contains(#""level":"warning""#))
+        #expect(warning.contains("register pods") && warning.contains("legacy registration"))
+        #expect(warning.contains("--registration-token") && warning.contains("CUTOVER_REGISTRATION_TOKENS"))
+        // The warning comes before the signal handlers are installed; a SIGTERM then would just kill it.
+        #expect(await openLog.wait(for: "\"msg\":\"listening\"", within: .seconds(20)), "\(openLog.text)")
+        #expect(Self.stop(open) == 0)
+
+        let (guarded, _, guardedLog) = try await Self.startServer(
+            ["--database-url", "sqlite::memory:", "--admin-token", "a", "--registration-token", "r"], host: "0.0.0.0")
+        defer { if guarded.isRunning { guarded.terminate() } }
+        #expect(await guardedLog.wait(for: "\"msg\":\"listening\"", within: .seconds(20)), "\(guardedLog.text)")
+        #expect(Self.stop(guarded) == 0)
+        #expect(!guardedLog.text.contains("registration is open"))
+    }
+}
+
+/// Everything a child process writes to a pipe, read as it arrives so a test can wait for a line while
+/// the process still runs.
+final class OutputCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    private var ended = false
+
+    init(_ pipe: Pipe) {
+        let handle = pipe.fileHandleForReading
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.withLock { data.append(chunk) }
+            }
+            lock.withLock { ended = true }
+        }
+    }
+
+    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+    private var isEnded: Bool { lock.withLock { ended } }
+
+    /// Whether `needle` appeared within `limit`.
+    func wait(for needle: String, within limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if text.contains(needle) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return text.contains(needle)
+    }
+
+    /// Whether the writer closed the pipe within `limit`.
+    func waitForEnd(within limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while !isEnded, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return isEnded
     }
 }
 
 @Suite("cutover demo-agent")
 struct DemoAgentTests {
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: ServeCommandTests.binary)), arguments: Backend.all)
+    static func start(_ arguments: [String], stdout: Any = FileHandle.nullDevice) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ServeCommandTests.binary)
+        process.arguments = ["demo-agent"] + arguments
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    @Test(.enabled(if: ServeCommandTests.built), arguments: Backend.all)
     func registersItselfBecomesProductionAndAnswersRPCs(_ backend: Backend) async throws {
         try await Harness.with(backend) { h in
             let port = Int.random(in: 40000..<50000)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: ServeCommandTests.binary)
-            process.arguments = [
-                "demo-agent", "--port", "\(port)", "--name", "demo", "--deployment-id", "demo-1",
+            let process = try Self.start([
+                "--port", "\(port)", "--name", "demo", "--deployment-id", "demo-1",
                 "--register-with", h.baseURL, "--stream-delay", "10ms",
-            ]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            ])
             defer { process.terminate() }
             let production = try await eventually(within: .seconds(20), "the demo agent to become production") {
                 try await h.agent(named: "demo")?.productionDeploymentId
@@ -135,5 +356,39 @@ struct DemoAgentTests {
             #expect(stream.headers.first(name: "content-type") == "application/x-ndjson")
             #expect(stream.text.split(separator: "\n").count == 3)
         }
+    }
+
+    /// A deployment registered without an image would inherit the agent's last one, naming another build.
+    @Test(.enabled(if: ServeCommandTests.built))
+    func registersItsOwnDockerImage() async throws {
+        try await Harness.with(.sqlite) { h in
+            let earlier = try await h.register("hello", url: "http://127.0.0.1:9", deploymentId: "v2", image: "hello:v2")
+            let agentId = try #require(earlier["id"]?.stringValue)
+            let base = Int.random(in: 40000..<49000)
+            let byDefault = try Self.start([
+                "--port", "\(base)", "--name", "hello", "--deployment-id", "v4", "--register-with", h.baseURL,
+            ])
+            defer { byDefault.terminate() }
+            let chosen = try Self.start([
+                "--port", "\(base + 1)", "--name", "hello", "--deployment-id", "v5", "--docker-image", "registry/hello:5",
+                "--register-with", h.baseURL,
+            ])
+            defer { chosen.terminate() }
+            let v4 = try await eventually(within: .seconds(20), "v4 to register") { try await h.deployment(agentId, "v4") }
+            #expect(v4.dockerImage == "cutover-demo:v4")
+            let v5 = try await eventually(within: .seconds(20), "v5 to register") { try await h.deployment(agentId, "v5") }
+            #expect(v5.dockerImage == "registry/hello:5")
+        }
+    }
+
+    /// A script that starts the agent in the background waits for this line; it must not sit in a buffer.
+    @Test(.enabled(if: ServeCommandTests.built))
+    func announcesItselfWhileRunningWithStdoutRedirected() async throws {
+        let pipe = Pipe()
+        let port = Int.random(in: 40000..<50000)
+        let process = try Self.start(["--port", "\(port)"], stdout: pipe)
+        defer { process.terminate() }
+        let output = OutputCollector(pipe)
+        #expect(await output.wait(for: "demo-agent listening on http://127.0.0.1:\(port)", within: .seconds(20)), "\(output.text)")
     }
 }
