@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Full test run: a throwaway PostgreSQL on loopback, then `swift build --build-tests`,
-# `swift test "$@"` and, if present, hack/compat-test.sh (the agentex-client check).
+# `swift test "$@"` and, if present, hack/compat-test.sh (the agentex-client check) and
+# hack/hostile-test.sh (hostile clients and misbehaving pods, on SQLite and its own PostgreSQL).
 #
 #   SKIP_SWIFT=1 hack/test.sh   only start PostgreSQL, check it answers, stop it
 #   CUTOVER_TEST_POSTGRES_URL=postgres://... hack/test.sh   use that server instead
@@ -32,5 +33,8 @@ if [[ ${SKIP_SWIFT:-0} != 1 ]]; then
   swift test "$@"
   if [[ -x hack/compat-test.sh ]]; then
     hack/compat-test.sh
+  fi
+  if [[ -x hack/hostile-test.sh ]]; then
+    hack/hostile-test.sh
   fi
 fi
