@@ -43,9 +43,20 @@ let package = Package(
             ]
         ),
         .target(
+            name: "CutoverRuntime",
+            dependencies: [
+                "CutoverCore",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "CutoverController",
             dependencies: [
-                "CutoverCore", "CutoverStore", "CutoverRouting",
+                "CutoverCore", "CutoverStore", "CutoverRouting", "CutoverRuntime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -78,7 +89,7 @@ let package = Package(
         .executableTarget(
             name: "cutover",
             dependencies: [
-                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverAPI",
+                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverRuntime", "CutoverAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -90,9 +101,17 @@ let package = Package(
         ),
         .testTarget(name: "CutoverCoreTests", dependencies: ["CutoverCore"]),
         .testTarget(
+            name: "CutoverRuntimeTests",
+            dependencies: [
+                "CutoverCore", "CutoverRuntime",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
             name: "CutoverIntegrationTests",
             dependencies: [
-                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverAPI",
+                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverRuntime", "CutoverAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -93,6 +93,8 @@ public final class ControlPlane: Sendable {
         }
         deployment.acpURL = request.acpURL
         deployment.registeredAt = ctx.now
+        // A new registration has not been probed: an earlier registration's probe error is not its own.
+        deployment.lastProbeError = nil
         if let metadata = request.registrationMetadata { deployment.registrationMetadata = metadata }
         try await tx.updateDeployment(deployment)
         try await tx.appendEvents(agentId: agent.id, [registered], actor: .registration, at: ctx.now)
@@ -282,64 +284,6 @@ public final class ControlPlane: Sendable {
                 [.init(deploymentId: deploymentId, type: .restored, message: "restored")],
                 actor: ctx.actor, at: ctx.now)
             return deployment
-        }
-    }
-
-    // MARK: Reconcile results (the controller's writes)
-
-    /// Applies a reconcile decision under the agent's lock, deciding again on the locked row so a stale
-    /// read (deleted, already ready, re-registered) changes nothing. `observed` is the deployment as read
-    /// before probing (its owner never changes); `probe` is the outcome of probing its registration, and
-    /// counts only if the locked row still has that registration: a pod that re-registered elsewhere
-    /// during the probe has not been probed yet.
-    public func applyReconcile(
-        _ observed: Deployment, probe: ProbeOutcome?
-    ) async throws -> ReconcileAction {
-        let policy = settings.reconcile
-        let deploymentId = observed.id
-        return try await store.transaction { tx in
-            let agent = try await Self.lockAgent(tx, observed.agentId)
-            let ctx = RequestContext(actor: .controller)
-            let now = ctx.now
-            guard var deployment = try await tx.deployment(id: deploymentId, lock: true) else { return .none }
-            let sameRegistration =
-                deployment.acpURL == observed.acpURL && deployment.registeredAt == observed.registeredAt
-            let action = Reconcile.decide(
-                deployment, probe: sameRegistration ? probe : nil, now: now, policy: policy)
-            switch action {
-            case .markReady:
-                deployment.status = .ready
-                deployment.readyAt = now
-                deployment.statusReason = nil
-                var events = [EventDraft(deploymentId: deploymentId, type: .ready, message: "readiness probe passed")]
-                if Reconcile.shouldAutoPromote(agent: agent, policy: policy.autoPromote) {
-                    // The agent has no production deployment, so there is nothing to demote: one write each.
-                    let plan = try Promotion.plan(
-                        agent: agent, target: deployment, current: nil, kind: .autoPromote, reason: nil, now: now)
-                    deployment = plan.target
-                    try await tx.updateAgent(plan.agent)
-                    events += plan.events
-                }
-                try await tx.updateDeployment(deployment)
-                try await tx.appendEvents(agentId: agent.id, events, actor: ctx.actor, at: now)
-            case .markFailed(let reason, let detail):
-                deployment.status = .failed
-                deployment.statusReason = "\(reason.rawValue): \(detail)"
-                try await tx.updateDeployment(deployment)
-                try await tx.appendEvents(
-                    agentId: agent.id, [.init(deploymentId: deploymentId, type: .failed, reason: reason.rawValue, message: detail)],
-                    actor: .controller, at: now)
-            case .awaitRegistration, .retryProbe:
-                let hint = Reconcile.pendingHint(action)
-                if deployment.statusReason != hint {
-                    deployment.statusReason = hint
-                    // The controller requeues this deployment itself; a notification would only re-run it now.
-                    try await tx.updateDeployment(deployment, notify: false)
-                }
-            case .none, .probe:
-                break
-            }
-            return action
         }
     }
 

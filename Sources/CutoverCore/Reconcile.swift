@@ -74,12 +74,112 @@ public enum Reconcile {
         policy == .first && agent.productionDeploymentId == nil && agent.acpURL == nil && agent.status != .deleted
     }
 
-    /// The error recorded by the last failed probe (the `ProbePending` hint), if any.
-    static func lastProbeError(_ deployment: Deployment) -> String? {
-        let prefix = "ProbePending: "
-        guard let reason = deployment.statusReason, reason.hasPrefix(prefix) else { return nil }
-        return String(reason.dropFirst(prefix.count))
+    /// The error recorded by the last failed probe of the current registration, if any.
+    static func lastProbeError(_ deployment: Deployment) -> String? { deployment.lastProbeError }
+
+    /// The URL to probe before planning, when the decision needs a fresh probe.
+    public static func probeURL(_ deployment: Deployment, now: Timestamp, policy: ReconcilePolicy) -> String? {
+        if case .probe(let url) = decide(deployment, probe: nil, now: now, policy: policy) { return url }
+        return nil
     }
+
+    /// Everything one reconcile of `deployment` writes and when it comes back: the rows, the events and
+    /// the requeue, for the one writer to apply. `agent` is the deployment's owner (auto-promotion reads
+    /// it); `probe` counts only if it probed the deployment's current registration.
+    public static func plan(
+        _ deployment: Deployment, agent: Agent, probe: ProbeObservation?, now: Timestamp, policy: ReconcilePolicy
+    ) -> ReconcilePlan {
+        let outcome = probe.flatMap { $0.isFor(deployment) ? $0.outcome : nil }
+        let action = decide(deployment, probe: outcome, now: now, policy: policy)
+        var d = deployment
+        switch action {
+        case .none:
+            return ReconcilePlan(requeue: .done)
+        case .probe:
+            // Registered anew since the probe (or never probed): probe the current registration now.
+            return ReconcilePlan(requeue: .at(now))
+        case .awaitRegistration(let deadline):
+            d.statusReason = pendingHint(action)
+            return ReconcilePlan(hint: d, unchanged: deployment, requeue: .at(deadline))
+        case .retryProbe(let error, let deadline):
+            d.statusReason = pendingHint(action)
+            d.lastProbeError = error
+            return ReconcilePlan(hint: d, unchanged: deployment, requeue: .backoff(notAfter: deadline))
+        case .markFailed(let reason, let detail):
+            d.status = .failed
+            d.statusReason = "\(reason.rawValue): \(detail)"
+            d.failedAt = now
+            let failed = EventDraft(deploymentId: d.id, type: .failed, reason: reason.rawValue, message: detail)
+            return ReconcilePlan(deployment: d, events: [failed], requeue: .done)
+        case .markReady:
+            d.status = .ready
+            d.readyAt = now
+            d.statusReason = nil
+            d.lastProbeError = nil
+            var plan = ReconcilePlan(
+                deployment: d, events: [.init(deploymentId: d.id, type: .ready, message: "readiness probe passed")],
+                requeue: .done)
+            if shouldAutoPromote(agent: agent, policy: policy.autoPromote),
+                let promotion = try? Promotion.plan(
+                    agent: agent, target: d, current: nil, kind: .autoPromote, reason: nil, now: now)
+            {
+                plan.deployment = promotion.target
+                plan.agent = promotion.agent
+                plan.events += promotion.events
+            }
+            return plan
+        }
+    }
+}
+
+/// A readiness probe's outcome and the registration it probed.
+public struct ProbeObservation: Sendable, Equatable {
+    public var acpURL: String
+    public var registeredAt: Timestamp?
+    public var outcome: ProbeOutcome
+
+    public init(of deployment: Deployment, outcome: ProbeOutcome) {
+        acpURL = deployment.acpURL ?? ""
+        registeredAt = deployment.registeredAt
+        self.outcome = outcome
+    }
+
+    /// Whether this probed `deployment`'s current registration (a pod that re-registered elsewhere
+    /// during the probe has not been probed yet).
+    public func isFor(_ deployment: Deployment) -> Bool {
+        deployment.acpURL == acpURL && deployment.registeredAt == registeredAt
+    }
+}
+
+/// What one reconcile writes, in one transaction, and when the loop comes back.
+public struct ReconcilePlan: Sendable, Equatable {
+    /// The deployment row to write, or nil when it stays as it is.
+    public var deployment: Deployment?
+    /// The agent row to write (an auto-promotion), or nil.
+    public var agent: Agent?
+    public var events: [EventDraft]
+    public var requeue: Requeue
+    /// Whether the write is news to watchers: a pending hint is not (the controller requeues itself).
+    public var notifies: Bool
+
+    public init(
+        deployment: Deployment? = nil, agent: Agent? = nil, events: [EventDraft] = [], requeue: Requeue,
+        notifies: Bool = true
+    ) {
+        self.deployment = deployment
+        self.agent = agent
+        self.events = events
+        self.requeue = requeue
+        self.notifies = notifies
+    }
+
+    /// A pending deployment's new hint, written only if it differs from what is recorded.
+    init(hint: Deployment, unchanged: Deployment, requeue: Requeue) {
+        self.init(deployment: hint == unchanged ? nil : hint, requeue: requeue, notifies: false)
+    }
+
+    /// Nothing to write: the loop only needs the requeue.
+    public var writesNothing: Bool { deployment == nil && agent == nil && events.isEmpty }
 }
 
 /// Interprets a readiness probe's answer: 2xx and, when the body is JSON with a `status` field,

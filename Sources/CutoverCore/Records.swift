@@ -74,6 +74,10 @@ public struct Deployment: Sendable, Equatable {
     /// Internal: when this deployment last stopped being production; orders rollback targets.
     public var demotedAt: Timestamp?
     public var expiresAt: Timestamp?
+    /// Internal: when the deployment turned `Failed`; starts the failed TTL of retention.
+    public var failedAt: Timestamp?
+    /// Internal: the error of the last failed readiness probe of the current registration, if any.
+    public var lastProbeError: String?
 
     public var isDeleted: Bool { expiresAt != nil }
     /// It has been production at some point, so it is a rollback candidate.
@@ -84,7 +88,8 @@ public struct Deployment: Sendable, Equatable {
         status: DeploymentStatus = .pending, statusReason: String? = nil, acpURL: String? = nil,
         isProduction: Bool = false, sgpDeployId: String? = nil, helmReleaseName: String? = nil,
         createdAt: Timestamp, registeredAt: Timestamp? = nil, readyAt: Timestamp? = nil,
-        promotedAt: Timestamp? = nil, demotedAt: Timestamp? = nil, expiresAt: Timestamp? = nil
+        promotedAt: Timestamp? = nil, demotedAt: Timestamp? = nil, expiresAt: Timestamp? = nil,
+        failedAt: Timestamp? = nil, lastProbeError: String? = nil
     ) {
         self.id = id
         self.agentId = agentId
@@ -102,6 +107,8 @@ public struct Deployment: Sendable, Equatable {
         self.promotedAt = promotedAt
         self.demotedAt = demotedAt
         self.expiresAt = expiresAt
+        self.failedAt = failedAt
+        self.lastProbeError = lastProbeError
     }
 }
 

@@ -18,6 +18,17 @@ enum Migrations {
             version: 1, name: "records",
             postgres: tables(serial: "BIGSERIAL PRIMARY KEY") + indexes,
             sqlite: tables(serial: "INTEGER PRIMARY KEY AUTOINCREMENT") + indexes),
+        Migration(version: 2, name: "retention", postgres: retention, sqlite: retention),
+    ]
+
+    /// What retention and garbage collection need: when a deployment failed, its last probe error as a
+    /// field rather than text inside `status_reason`, and the ids already collected, which stay owned by
+    /// their agent so no other agent can take one over.
+    private static let retention = [
+        "ALTER TABLE deployments ADD COLUMN failed_at BIGINT",
+        "ALTER TABLE deployments ADD COLUMN last_probe_error TEXT",
+        "CREATE TABLE collected_deployments (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, collected_at BIGINT NOT NULL)",
+        "CREATE INDEX deployments_agent_failed ON deployments (agent_id, failed_at) WHERE failed_at IS NOT NULL",
     ]
 
     /// Both dialects share these tables but for the insertion-order column. Timestamps are integer

@@ -87,7 +87,8 @@ public final class StoreTransaction: Sendable {
 
     static let deploymentColumns = """
         id, agent_id, docker_image, registration_metadata, status, status_reason, acp_url, is_production, \
-        sgp_deploy_id, helm_release_name, created_at, registered_at, ready_at, promoted_at, demoted_at, expires_at
+        sgp_deploy_id, helm_release_name, created_at, registered_at, ready_at, promoted_at, demoted_at, expires_at, \
+        failed_at, last_probe_error
         """
 
     public func deployment(id: String, lock: Bool = false) async throws -> Deployment? {
@@ -130,15 +131,21 @@ public final class StoreTransaction: Sendable {
         return try await db.raw(query).all().map(Self.decodeDeployment)
     }
 
-    /// Inserts `d` unless its id exists; returns whether it was inserted.
+    /// Inserts `d` unless its id exists, or was collected from another agent (a collected id stays its
+    /// agent's); returns whether it was inserted. The casts give PostgreSQL the types of NULL parameters,
+    /// which a SELECT list (unlike VALUES) does not take from the target columns.
     public func insertDeploymentIfAbsent(_ d: Deployment) async throws -> Bool {
         let rows = try await db.raw("""
-            INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) VALUES (\(bind: d.id), \(bind: d.agentId), \
-            \(bind: d.dockerImage), \(bind: try Self.encode(d.registrationMetadata)), \(bind: d.status.rawValue), \
-            \(bind: d.statusReason), \(bind: d.acpURL), \(bind: d.isProduction ? 1 : 0), \(bind: d.sgpDeployId), \
-            \(bind: d.helmReleaseName), \(bind: d.createdAt.microseconds), \(bind: d.registeredAt?.microseconds), \
-            \(bind: d.readyAt?.microseconds), \(bind: d.promotedAt?.microseconds), \(bind: d.demotedAt?.microseconds), \
-            \(bind: d.expiresAt?.microseconds)) ON CONFLICT (id) DO NOTHING RETURNING id
+            INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) SELECT \(bind: d.id), \(bind: d.agentId), \
+            \(bind: d.dockerImage), CAST(\(bind: try Self.encode(d.registrationMetadata)) AS TEXT), \(bind: d.status.rawValue), \
+            CAST(\(bind: d.statusReason) AS TEXT), CAST(\(bind: d.acpURL) AS TEXT), CAST(\(bind: d.isProduction ? 1 : 0) AS INTEGER), \
+            CAST(\(bind: d.sgpDeployId) AS TEXT), CAST(\(bind: d.helmReleaseName) AS TEXT), \
+            CAST(\(bind: d.createdAt.microseconds) AS BIGINT), CAST(\(bind: d.registeredAt?.microseconds) AS BIGINT), \
+            CAST(\(bind: d.readyAt?.microseconds) AS BIGINT), CAST(\(bind: d.promotedAt?.microseconds) AS BIGINT), \
+            CAST(\(bind: d.demotedAt?.microseconds) AS BIGINT), CAST(\(bind: d.expiresAt?.microseconds) AS BIGINT), \
+            CAST(\(bind: d.failedAt?.microseconds) AS BIGINT), CAST(\(bind: d.lastProbeError) AS TEXT) \
+            WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = \(bind: d.id) AND c.agent_id <> \(bind: d.agentId)) \
+            ON CONFLICT (id) DO NOTHING RETURNING id
             """).all()
         if !rows.isEmpty { noteChange(d) }
         return !rows.isEmpty
@@ -154,9 +161,18 @@ public final class StoreTransaction: Sendable {
             sgp_deploy_id = \(bind: d.sgpDeployId), helm_release_name = \(bind: d.helmReleaseName), \
             registered_at = \(bind: d.registeredAt?.microseconds), ready_at = \(bind: d.readyAt?.microseconds), \
             promoted_at = \(bind: d.promotedAt?.microseconds), demoted_at = \(bind: d.demotedAt?.microseconds), \
-            expires_at = \(bind: d.expiresAt?.microseconds) WHERE id = \(bind: d.id)
+            expires_at = \(bind: d.expiresAt?.microseconds), failed_at = \(bind: d.failedAt?.microseconds), \
+            last_probe_error = \(bind: d.lastProbeError) WHERE id = \(bind: d.id)
             """).run()
         if notify { noteChange(d) }
+    }
+
+    /// Writes a reconcile plan: the agent first (an auto-promotion repoints it), then the deployment,
+    /// then the events, all in this transaction.
+    public func write(_ plan: ReconcilePlan, agentId: String, actor: Actor, at now: Timestamp) async throws {
+        if let agent = plan.agent { try await updateAgent(agent) }
+        if let deployment = plan.deployment { try await updateDeployment(deployment, notify: plan.notifies) }
+        try await appendEvents(agentId: agentId, plan.events, actor: actor, at: now)
     }
 
     // MARK: Events
@@ -260,6 +276,8 @@ public final class StoreTransaction: Sendable {
             readyAt: try timestamp(row, "ready_at"),
             promotedAt: try timestamp(row, "promoted_at"),
             demotedAt: try timestamp(row, "demoted_at"),
-            expiresAt: try timestamp(row, "expires_at"))
+            expiresAt: try timestamp(row, "expires_at"),
+            failedAt: try timestamp(row, "failed_at"),
+            lastProbeError: try row.decode(column: "last_probe_error", as: String?.self))
     }
 }

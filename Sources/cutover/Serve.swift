@@ -4,6 +4,7 @@ import CutoverAPI
 import CutoverController
 import CutoverCore
 import CutoverRouting
+import CutoverRuntime
 import CutoverStore
 import Foundation
 import Hummingbird
@@ -45,9 +46,11 @@ struct Serve: AsyncParsableCommand {
             store: store,
             settings: ControlPlaneSettings(reconcile: settings.reconcile, deletionGrace: settings.deletionGrace),
             logger: logger)
-        let controller = DeploymentController(
-            controlPlane: controlPlane, prober: HTTPReadinessProber(client: httpClient),
-            settings: ControllerSettings(workers: settings.workers, resyncInterval: settings.resyncInterval),
+        let controller = ControllerLoop(
+            DeploymentReconciler(
+                store: store, policy: settings.reconcile, prober: HTTPReadinessProber(client: httpClient),
+                clock: SystemClock(), logger: logger),
+            settings: LoopSettings(workers: settings.workers, resyncInterval: settings.resyncInterval),
             logger: logger)
         // Single-process form: this replica always leads.
         Gauge(label: "cutover_leader").record(1)

@@ -127,12 +127,13 @@ struct ReconcileDecideTests {
     @Test("at the deadline, a probe that already failed decides without probing again (no late failure)")
     func failsAtDeadlineWithTheRecordedProbeError() {
         var d = Fixture.deployment("d", status: .pending, acpURL: url)
-        d.statusReason = "ProbePending: readiness probe answered HTTP 503"
+        d.lastProbeError = "readiness probe answered HTTP 503"
         #expect(Reconcile.decide(d, probe: nil, now: deadline, policy: defaultPolicy)
             == .markFailed(.probeFailed, detail: "readiness probe answered HTTP 503"))
         #expect(Reconcile.decide(d, probe: nil, now: deadline + .microseconds(-1), policy: defaultPolicy)
             == .probe(url: url + "/healthz"), "before the deadline it probes again")
-        d.statusReason = "WaitingForRegistration: no pod has registered yet"
+        d.lastProbeError = nil
+        d.statusReason = "ProbePending: text in the reason is for people, not read back"
         #expect(Reconcile.decide(d, probe: nil, now: deadline, policy: defaultPolicy) == .probe(url: url + "/healthz"))
     }
 

@@ -92,7 +92,7 @@ struct ReconcileLoopTests {
             await h.controller.resync()
             let id = try #require(await h.controller.queue.next())
             #expect(id == "v1")
-            #expect(try await h.controller.reconcile(id) == .markReady)
+            #expect(try await h.controller.reconciler.reconcile(id) == .done)
             #expect(try await h.deployment(agentId, "v1")?.status == .ready)
         }
     }

@@ -3,6 +3,7 @@ import CutoverAPI
 import CutoverController
 import CutoverCore
 import CutoverRouting
+import CutoverRuntime
 import CutoverStore
 import Foundation
 import Hummingbird
@@ -17,12 +18,12 @@ final class Harness: Sendable {
     let backend: Backend
     let store: any Store
     let controlPlane: ControlPlane
-    let controller: DeploymentController
+    let controller: ControllerLoop<DeploymentReconciler>
     let baseURL: String
     let adminToken: String?
     let routes: RouteTable
     private let server: RunningServer
-    private let controllerTask: Task<Void, any Error>
+    private let controllerTask: Task<Void, Never>
     static let http = HTTPClient(eventLoopGroupProvider: .singleton)
 
     struct Options: Sendable {
@@ -46,8 +47,8 @@ final class Harness: Sendable {
     private static let proxyClients = Mutex<[Duration: HTTPClient]>([:])
 
     private init(
-        backend: Backend, store: any Store, controlPlane: ControlPlane, controller: DeploymentController,
-        baseURL: String, adminToken: String?, routes: RouteTable, server: RunningServer, controllerTask: Task<Void, any Error>
+        backend: Backend, store: any Store, controlPlane: ControlPlane, controller: ControllerLoop<DeploymentReconciler>,
+        baseURL: String, adminToken: String?, routes: RouteTable, server: RunningServer, controllerTask: Task<Void, Never>
     ) {
         self.backend = backend
         self.store = store
@@ -66,12 +67,15 @@ final class Harness: Sendable {
         let store = try await backend.makeStore()
         let controlPlane = ControlPlane(
             store: store, settings: .init(reconcile: options.policy, deletionGrace: options.deletionGrace), logger: logger)
-        let controller = DeploymentController(
-            controlPlane: controlPlane, prober: HTTPReadinessProber(client: proxyClient(options.rpcTimeout), timeout: .seconds(2)),
+        let controller = ControllerLoop(
+            DeploymentReconciler(
+                store: store, policy: options.policy,
+                prober: HTTPReadinessProber(client: proxyClient(options.rpcTimeout), timeout: .seconds(2)),
+                clock: SystemClock(), logger: logger),
             settings: .init(workers: 4, resyncInterval: .seconds(30), backoff: .init(base: .milliseconds(20), cap: .milliseconds(200))),
             logger: logger)
         let controllerTask = Task {
-            if options.runController { try await controller.run() }
+            if options.runController { await controller.run() }
         }
         let routes = RouteTable(store: store)
         let router = CutoverAPI.router(
@@ -91,7 +95,7 @@ final class Harness: Sendable {
         await server.stop()
         controllerTask.cancel()
         await controller.queue.shutDown()
-        _ = try? await controllerTask.value
+        await controllerTask.value
         try? await store.close()
     }
 

@@ -1,0 +1,126 @@
+import CutoverCore
+import Logging
+import Metrics
+import ServiceLifecycle
+
+public struct LoopSettings: Sendable {
+    public var workers: Int
+    public var resyncInterval: Duration
+    public var backoff: Backoff
+
+    public init(workers: Int = 4, resyncInterval: Duration = .seconds(30), backoff: Backoff = .init()) {
+        self.workers = workers
+        self.resyncInterval = resyncInterval
+        self.backoff = backoff
+    }
+}
+
+/// Runs one reconciler: once this replica leads, changes and a periodic resync feed the work queue, and
+/// workers reconcile one key at a time, turning each result into queue calls here and nowhere else.
+/// Knows nothing of what the keys are.
+public final class ControllerLoop<R: Reconciler>: Service {
+    public let reconciler: R
+    public let queue: WorkQueue<R.Key>
+    let settings: LoopSettings
+    let clock: any ControllerClock
+    let gate: any LeaderGate
+    let logger: Logger
+    private let reconcileTime: Timer
+    private let errors: Counter
+    private let outcomes: [String: Counter]
+
+    public init(
+        _ reconciler: R, settings: LoopSettings, clock: any ControllerClock = SystemClock(),
+        gate: any LeaderGate = AlwaysLeader(), logger: Logger
+    ) {
+        self.reconciler = reconciler
+        self.settings = settings
+        self.clock = clock
+        self.gate = gate
+        self.logger = logger
+        queue = WorkQueue(name: reconciler.name, backoff: settings.backoff, clock: clock)
+        let controller = ("controller", reconciler.name)
+        reconcileTime = Timer(label: "controller_runtime_reconcile_time_seconds", dimensions: [controller])
+        errors = Counter(label: "controller_runtime_reconcile_errors_total", dimensions: [controller])
+        var outcomes: [String: Counter] = [:]
+        for result in ["success", "error", "requeue", "requeue_after"] {
+            outcomes[result] = Counter(
+                label: "controller_runtime_reconcile_total", dimensions: [controller, ("result", result)])
+        }
+        self.outcomes = outcomes
+    }
+
+    /// Returns when the service group shuts down (never by throwing: a cancelled loop is a clean exit).
+    public func run() async {
+        await withGracefulShutdownHandler {
+            do { try await gate.waitForLeadership() } catch { return }
+            let changes = reconciler.watch()
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await key in changes { await self.queue.add(key) }
+                }
+                group.addTask { await self.resyncLoop() }
+                for _ in 0..<max(1, settings.workers) {
+                    group.addTask { await self.work() }
+                }
+                await group.next()
+                group.cancelAll()
+                await queue.shutDown()
+            }
+        } onGracefulShutdown: {
+            Task { await self.queue.shutDown() }
+        }
+    }
+
+    private func resyncLoop() async {
+        while !Task.isCancelled {
+            await resync()
+            do { try await clock.sleep(until: clock.now() + settings.resyncInterval) } catch { return }
+        }
+    }
+
+    /// Enqueues every key the reconciler may still have work on.
+    public func resync() async {
+        do {
+            for key in try await reconciler.resyncKeys() { await queue.add(key) }
+        } catch {
+            logger.warning("resync failed", metadata: ["controller": "\(reconciler.name)", "error": "\(error)"])
+        }
+    }
+
+    private func work() async {
+        while let key = await queue.next() {
+            await reconcileOnce(key)
+            await queue.done(key)
+        }
+    }
+
+    /// Reconciles `key` and schedules what its result asks for.
+    public func reconcileOnce(_ key: R.Key) async {
+        let start = ContinuousClock.now
+        let result: String
+        do {
+            switch try await reconciler.reconcile(key) {
+            case .done:
+                await queue.forget(key)
+                result = "success"
+            case .at(let due):
+                await queue.forget(key)
+                await queue.add(key, at: due)
+                result = "requeue_after"
+            case .backoff(let notAfter):
+                await queue.addRateLimited(key, notAfter: notAfter)
+                result = "requeue"
+            }
+        } catch {
+            errors.increment()
+            logger.warning(
+                "reconcile failed",
+                metadata: ["controller": "\(reconciler.name)", "key": "\(key)", "error": "\(error)"])
+            await queue.addRateLimited(key)
+            result = "error"
+        }
+        outcomes[result]?.increment()
+        reconcileTime.record(ContinuousClock.now - start)
+    }
+}
