@@ -86,10 +86,22 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "CutoverServer",
+            dependencies: [
+                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverRuntime", "CutoverAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "cutover",
             dependencies: [
                 "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverRuntime", "CutoverAPI",
+                "CutoverServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -112,6 +124,7 @@ let package = Package(
             name: "CutoverIntegrationTests",
             dependencies: [
                 "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverRuntime", "CutoverAPI",
+                "CutoverServer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

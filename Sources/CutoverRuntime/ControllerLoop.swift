@@ -50,24 +50,29 @@ public final class ControllerLoop<R: Reconciler>: Service {
         self.outcomes = outcomes
     }
 
-    /// Returns when the service group shuts down (never by throwing: a cancelled loop is a clean exit).
+    /// Returns when the service group shuts down or the task is cancelled (never by throwing: either is a
+    /// clean exit). The workers end when the queue shuts down; the watch and the resync end with them.
     public func run() async {
-        await withGracefulShutdownHandler {
-            do { try await gate.waitForLeadership() } catch { return }
-            let changes = reconciler.watch()
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await key in changes { await self.queue.add(key) }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                do { try await gate.waitForLeadership() } catch { return }
+                let changes = reconciler.watch()
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await key in changes { await self.queue.add(key) }
+                    }
+                    group.addTask { await self.resyncLoop() }
+                    await withTaskGroup(of: Void.self) { workers in
+                        for _ in 0..<max(1, settings.workers) {
+                            workers.addTask { await self.work() }
+                        }
+                    }
+                    group.cancelAll()
                 }
-                group.addTask { await self.resyncLoop() }
-                for _ in 0..<max(1, settings.workers) {
-                    group.addTask { await self.work() }
-                }
-                await group.next()
-                group.cancelAll()
-                await queue.shutDown()
+            } onGracefulShutdown: {
+                Task { await self.queue.shutDown() }
             }
-        } onGracefulShutdown: {
+        } onCancel: {
             Task { await self.queue.shutDown() }
         }
     }
@@ -83,6 +88,8 @@ public final class ControllerLoop<R: Reconciler>: Service {
     public func resync() async {
         do {
             for key in try await reconciler.resyncKeys() { await queue.add(key) }
+        } catch is CancellationError {
+            return
         } catch {
             logger.warning("resync failed", metadata: ["controller": "\(reconciler.name)", "error": "\(error)"])
         }

@@ -4,6 +4,7 @@ import CutoverAPI
 import CutoverController
 import CutoverCore
 import CutoverRouting
+import CutoverServer
 import CutoverRuntime
 import CutoverStore
 import Foundation
@@ -25,11 +26,12 @@ struct Serve: AsyncParsableCommand {
     /// Settings are checked here rather than in `run()` so that a bad one is reported with `serve`'s usage,
     /// not the root command's.
     func validate() throws {
-        try ServeSettings(options).checkExposure()
+        let settings = try options.settings()
+        do { try settings.checkExposure() } catch { throw ValidationError(error.description) }
     }
 
     func run() async throws {
-        let settings = try ServeSettings(options)
+        let settings = try options.settings()
         let logger = Logging.bootstrap(json: settings.logJSON, level: settings.logLevel)
         if let warning = settings.openRegistrationWarning { logger.warning("\(warning)") }
         let registry = PrometheusCollectorRegistry()
@@ -41,66 +43,41 @@ struct Serve: AsyncParsableCommand {
             "database ready",
             metadata: ["database": "\(url.redacted)", "migrations_applied": "\(applied.map(String.init).joined(separator: ","))"])
 
-        let httpClient = Outbound.makeClient(idleRead: settings.rpcTimeout)
-        let controlPlane = ControlPlane(
-            store: store,
-            settings: ControlPlaneSettings(reconcile: settings.reconcile, deletionGrace: settings.deletionGrace),
-            logger: logger)
-        let controller = ControllerLoop(
-            DeploymentReconciler(
-                store: store, policy: settings.reconcile, prober: HTTPReadinessProber(client: httpClient),
-                clock: SystemClock(), logger: logger),
-            settings: LoopSettings(workers: settings.workers, resyncInterval: settings.resyncInterval),
-            logger: logger)
+        var options = CutoverApp.Options(settings)
+        options.metrics = {
+            var buffer: [UInt8] = []
+            registry.emit(into: &buffer)
+            return String(decoding: buffer, as: UTF8.self)
+        }
+        let cutover = CutoverApp(store: store, options: options, logger: logger)
         // Single-process form: this replica always leads.
         Gauge(label: "cutover_leader").record(1)
 
-        let router = CutoverAPI.router(
-            APIDependencies(
-                controlPlane: controlPlane,
-                auth: AuthSettings(adminTokens: settings.adminTokens, registrationTokens: settings.registrationTokens),
-                allowedHosts: settings.allowedHosts,
-                metrics: {
-                    var buffer: [UInt8] = []
-                    registry.emit(into: &buffer)
-                    return String(decoding: buffer, as: UTF8.self)
-                },
-                proxy: RPCProxy(client: httpClient, timeout: settings.rpcTimeout)))
         let listening = Latch()
         // Hummingbird announces its own "Server started and listening" at info; ours below says the same
         // in our format, so the server's logger starts at notice (request warnings and errors still show).
         var serverLogger = logger
         if serverLogger.logLevel == .info { serverLogger.logLevel = .notice }
-        let app = Application(
-            router: router,
-            server: CutoverAPI.httpServer,
-            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "cutover"),
-            onServerRunning: { [host = settings.host, port = settings.port] channel in
-                listening.set()
-                let address = ServeSettings.address(host: host, port: channel.localAddress?.port ?? port)
-                logger.info("listening", metadata: ["address": "\(address)"])
-            },
-            logger: serverLogger)
+        let server = cutover.application(
+            address: .hostname(settings.host, port: settings.port), serverName: "cutover", logger: serverLogger
+        ) { [host = settings.host, port = settings.port] channel in
+            listening.set()
+            let address = ServerSettings.address(host: host, port: channel.localAddress?.port ?? port)
+            logger.info("listening", metadata: ["address": "\(address)"])
+        }
 
         var groupConfig = ServiceGroupConfiguration(
-            services: [.init(service: app), .init(service: controller)],
+            services: cutover.services(server: server).map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfig.maximumGracefulShutdownDuration = settings.shutdownGrace
         let group = ServiceGroup(configuration: groupConfig)
-        var failure: String?
         do {
             try await group.run()
         } catch {
             let bindFailed = !listening.isSet && (error is IOError || error is SocketAddressError)
-            failure = bindFailed
-                ? "cannot listen on \(settings.address): \(describe(error))"
-                : "stopped with an error: \(describe(error))"
-        }
-        try? await httpClient.shutdown()
-        try? await store.close()
-        if let failure {
-            logger.error("\(failure)")
+            logger.error(
+                "\(bindFailed ? "cannot listen on \(settings.address)" : "stopped with an error"): \(describe(error))")
             throw ExitCode.failure
         }
         logger.info("stopped")

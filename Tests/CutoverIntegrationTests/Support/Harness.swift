@@ -3,6 +3,8 @@ import CutoverAPI
 import CutoverController
 import CutoverCore
 import CutoverRouting
+import CutoverServer
+import ServiceLifecycle
 import CutoverRuntime
 import CutoverStore
 import Foundation
@@ -12,91 +14,82 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// Cutover as `cutover serve` runs it (store, control plane, controller, HTTP API on a loopback port),
-/// with an HTTP client to drive it.
+/// Cutover as `cutover serve` runs it (the same `CutoverApp` wiring and service group, an HTTP server on
+/// a loopback port), with an HTTP client to drive it.
 final class Harness: Sendable {
     let backend: Backend
     let store: any Store
     let controlPlane: ControlPlane
     let controller: ControllerLoop<DeploymentReconciler>
+    let retention: ControllerLoop<RetentionReconciler>
     let baseURL: String
+    let port: Int
     let adminToken: String?
     let routes: RouteTable
-    private let server: RunningServer
-    private let controllerTask: Task<Void, Never>
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
     static let http = HTTPClient(eventLoopGroupProvider: .singleton)
 
     struct Options: Sendable {
         var policy = ReconcilePolicy()
-        var deletionGrace: Duration = .seconds(3600)
+        var retention = RetentionPolicy(deletionGrace: .seconds(3600))
         var auth = AuthSettings()
         var allowedHosts = HostAllowlist.any
         var runController = true
         var rpcTimeout: Duration = .seconds(10)
+        var gcInterval: Duration = .seconds(60)
+        var clock: any ControllerClock = SystemClock()
     }
-
-    /// The outbound client as `cutover serve` makes it, with the idle read bound of each RPC timeout used.
-    static func proxyClient(_ idleRead: Duration) -> HTTPClient {
-        proxyClients.withLock { clients in
-            if let client = clients[idleRead] { return client }
-            let client = Outbound.makeClient(idleRead: idleRead, maxConnectionsPerHost: 64)
-            clients[idleRead] = client
-            return client
-        }
-    }
-    private static let proxyClients = Mutex<[Duration: HTTPClient]>([:])
 
     private init(
-        backend: Backend, store: any Store, controlPlane: ControlPlane, controller: ControllerLoop<DeploymentReconciler>,
-        baseURL: String, adminToken: String?, routes: RouteTable, server: RunningServer, controllerTask: Task<Void, Never>
+        backend: Backend, app: CutoverApp, port: Int, adminToken: String?, group: ServiceGroup,
+        task: Task<Void, any Error>
     ) {
         self.backend = backend
-        self.store = store
-        self.controlPlane = controlPlane
-        self.controller = controller
-        self.baseURL = baseURL
+        store = app.store
+        controlPlane = app.controlPlane
+        controller = app.deployments
+        retention = app.retention
+        routes = app.routes
+        self.port = port
+        baseURL = "http://127.0.0.1:\(port)"
         self.adminToken = adminToken
-        self.routes = routes
-        self.server = server
-        self.controllerTask = controllerTask
+        self.group = group
+        self.task = task
     }
 
     static func start(_ backend: Backend, _ options: Options = .init()) async throws -> Harness {
         var logger = Logger(label: "cutover-test")
         logger.logLevel = .warning
         let store = try await backend.makeStore()
-        let controlPlane = ControlPlane(
-            store: store, settings: .init(reconcile: options.policy, deletionGrace: options.deletionGrace), logger: logger)
-        let controller = ControllerLoop(
-            DeploymentReconciler(
-                store: store, policy: options.policy,
-                prober: HTTPReadinessProber(client: proxyClient(options.rpcTimeout), timeout: .seconds(2)),
-                clock: SystemClock(), logger: logger),
-            settings: .init(workers: 4, resyncInterval: .seconds(30), backoff: .init(base: .milliseconds(20), cap: .milliseconds(200))),
-            logger: logger)
-        let controllerTask = Task {
-            if options.runController { await controller.run() }
+        var app = CutoverApp.Options()
+        app.reconcile = options.policy
+        app.retention = options.retention
+        app.auth = options.auth
+        app.allowedHosts = options.allowedHosts
+        app.rpcTimeout = options.rpcTimeout
+        app.gcInterval = options.gcInterval
+        app.backoff = Backoff(base: .milliseconds(20), cap: .milliseconds(200))
+        app.clock = options.clock
+        let cutover = CutoverApp(store: store, options: app, logger: logger)
+        let (ports, announce) = AsyncStream<Int>.makeStream()
+        let server = cutover.application(address: .hostname("127.0.0.1", port: 0), logger: logger) { channel in
+            announce.yield(channel.localAddress?.port ?? 0)
         }
-        let routes = RouteTable(store: store)
-        let router = CutoverAPI.router(
-            APIDependencies(
-                controlPlane: controlPlane, auth: options.auth, allowedHosts: options.allowedHosts,
-                proxy: RPCProxy(client: proxyClient(options.rpcTimeout), timeout: options.rpcTimeout), routes: routes))
-        let server = try await RunningServer.start(router: router, server: CutoverAPI.httpServer)
+        let group = ServiceGroup(
+            services: cutover.services(server: server, controllers: options.runController),
+            gracefulShutdownSignals: [], cancellationSignals: [], logger: logger)
+        let task = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next(), port > 0 else { throw TestFailure("server did not start") }
         return Harness(
-            backend: backend, store: store, controlPlane: controlPlane, controller: controller,
-            baseURL: "http://127.0.0.1:\(server.port)", adminToken: options.auth.adminTokens.first, routes: routes,
-            server: server, controllerTask: controllerTask)
+            backend: backend, app: cutover, port: port, adminToken: options.auth.adminTokens.first, group: group,
+            task: task)
     }
 
-    var port: Int { server.port }
-
     func stop() async {
-        await server.stop()
-        controllerTask.cancel()
-        await controller.queue.shutDown()
-        await controllerTask.value
-        try? await store.close()
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
     }
 
     /// Runs `body` against a fresh harness and always tears it down.

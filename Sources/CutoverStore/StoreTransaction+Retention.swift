@@ -1,0 +1,43 @@
+import CutoverCore
+import SQLKit
+
+extension StoreTransaction {
+    /// Every agent id: the keys of a retention resync.
+    public func agentIds() async throws -> [String] {
+        try await db.raw("SELECT id FROM agents ORDER BY seq").all().map { try $0.decode(column: "id", as: String.self) }
+    }
+
+    /// All of an agent's deployments, soft-deleted ones included.
+    public func allDeployments(agentId: String) async throws -> [Deployment] {
+        let query: SQLQueryString = """
+            SELECT \(unsafeRaw: Self.deploymentColumns) FROM deployments WHERE agent_id = \(bind: agentId) ORDER BY seq
+            """
+        return try await db.raw(query).all().map(Self.decodeDeployment)
+    }
+
+    /// Hard-deletes up to `limit` of the agent's deployments whose `expires_at` has passed (never a
+    /// production one), remembers each id as collected from this agent, and writes a `GarbageCollected`
+    /// event for each. The caller holds the agent's row lock, so a restore of the same agent either
+    /// commits first (and the row no longer qualifies) or waits and finds the row gone.
+    public func collectExpired(agentId: String, now: Timestamp, limit: Int) async throws -> [String] {
+        let ids = try await db.raw("""
+            DELETE FROM deployments WHERE id IN (SELECT id FROM deployments WHERE agent_id = \(bind: agentId) \
+            AND expires_at IS NOT NULL AND expires_at <= \(bind: now.microseconds) AND is_production = 0 \
+            ORDER BY expires_at LIMIT \(bind: limit)) RETURNING id
+            """).all().map { try $0.decode(column: "id", as: String.self) }
+        guard !ids.isEmpty else { return [] }
+        var tombstones: SQLQueryString = "INSERT INTO collected_deployments (id, agent_id, collected_at) VALUES "
+        for (i, id) in ids.enumerated() {
+            if i > 0 { tombstones.appendLiteral(", ") }
+            tombstones.appendInterpolation("(\(bind: id), \(bind: agentId), \(bind: now.microseconds))" as SQLQueryString)
+        }
+        tombstones.appendLiteral(" ON CONFLICT (id) DO UPDATE SET collected_at = excluded.collected_at")
+        try await db.raw(tombstones).run()
+        let events = ids.map {
+            EventDraft(deploymentId: $0, type: .garbageCollected, message: "garbage-collected after its expiry")
+        }
+        try await appendEvents(agentId: agentId, events, actor: .controller, at: now)
+        for id in ids { noteChange(agentId: agentId, deploymentId: id) }
+        return ids
+    }
+}
