@@ -112,6 +112,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CutoverCoreTests", dependencies: ["CutoverCore"]),
+        .testTarget(name: "CutoverServerTests", dependencies: ["CutoverCore", "CutoverStore", "CutoverServer"]),
         .testTarget(
             name: "CutoverRuntimeTests",
             dependencies: [
