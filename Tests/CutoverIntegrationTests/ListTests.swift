@@ -5,7 +5,7 @@ import Testing
 struct ListTests {
     @Test(arguments: Backend.all)
     func deploymentsPageNewestFirstWithStableTies(_ backend: Backend) async throws {
-        try await Harness.with(backend, .init(runController: false)) { h in
+        try await Harness.with(backend, .init(runController: false, socket: false)) { h in
             let agent = try #require(try await h.register("lists", url: "http://127.0.0.1:9")["id"]?.stringValue)
             for i in 1...7 {
                 #expect(try await h.post("/agents/\(agent)/deployments", ["docker_image": .string("img:\(i)"), "id": .string("d\(i)")]).status == 200)
@@ -22,7 +22,7 @@ struct ListTests {
 
     @Test(arguments: Backend.all)
     func agentsListAndLookupByName(_ backend: Backend) async throws {
-        try await Harness.with(backend, .init(runController: false)) { h in
+        try await Harness.with(backend, .init(runController: false, socket: false)) { h in
             for name in ["one", "two", "three"] { try await h.register(name, url: "http://127.0.0.1:9") }
             let list = try await h.get("/agents?order_by=name&order_direction=asc")
             #expect(list.array.compactMap { $0["name"]?.stringValue } == ["one", "three", "two"])
@@ -43,7 +43,7 @@ struct ListTests {
 @Suite("Operations routes")
 struct OperationsTests {
     @Test func openAPIDocumentListsEveryRoute() async throws {
-        try await Harness.with(.sqlite, .init(runController: false)) { h in
+        try await Harness.with(.sqlite, .init(runController: false, socket: false)) { h in
             let doc = try await h.get("/openapi.json")
             #expect(doc.status == 200)
             #expect(doc.json["openapi"] == "3.1.0")

@@ -65,7 +65,7 @@ struct ValidationTests {
 
     @Test(arguments: Backend.all, cases)
     func rejectedWithoutChange(_ backend: Backend, _ c: Case) async throws {
-        try await Harness.with(backend, .init(runController: false)) { h in
+        try await Harness.with(backend, .init(runController: false, socket: false)) { h in
             let agent = try #require(try await h.register("fixture", url: "http://127.0.0.1:9", deploymentId: "fixture-d")["id"]?.stringValue)
             let before = try await h.snapshot()
             let path = c.path.replacingOccurrences(of: "{agent}", with: agent).replacingOccurrences(of: "{did}", with: "fixture-d")
@@ -85,7 +85,7 @@ struct ValidationTests {
 
     @Test(arguments: Backend.all)
     func allProblemsAreListedAtOnce(_ backend: Backend) async throws {
-        try await Harness.with(backend, .init(runController: false)) { h in
+        try await Harness.with(backend, .init(runController: false, socket: false)) { h in
             let reply = try await h.request(.POST, "/agents/register", raw: #"{"name":"BAD","acp_url":"gopher://x","acp_type":"x"}"#)
             #expect(reply.status == 422)
             #expect(Set(reply.errorFields) == ["name", "acp_url", "acp_type"])
@@ -94,7 +94,7 @@ struct ValidationTests {
 
     @Test(arguments: Backend.all)
     func oversizedBodyIs413(_ backend: Backend) async throws {
-        try await Harness.with(backend, .init(runController: false)) { h in
+        try await Harness.with(backend, .init(runController: false, socket: false)) { h in
             let before = try await h.snapshot()
             let huge = #"{"name":"big","acp_url":"http://h:1","description":""# + String(repeating: "x", count: 1_100_000) + #""}"#
             let reply = try await h.request(.POST, "/agents/register", raw: huge)
@@ -107,7 +107,7 @@ struct ValidationTests {
     @Test(arguments: Backend.all)
     func acpURLOutsideTheAllowlistIsRejected(_ backend: Backend) async throws {
         let allow = try HostAllowlist(parsing: ["*.svc.cluster.local", "127.0.0.0/8"])
-        try await Harness.with(backend, .init(allowedHosts: allow, runController: false)) { h in
+        try await Harness.with(backend, .init(allowedHosts: allow, runController: false, socket: false)) { h in
             #expect(try await h.register("inside", url: "http://agent.ns.svc.cluster.local:8000").status == 200)
             #expect(try await h.register("loop", url: "http://127.0.0.5:8000").status == 200)
             let before = try await h.snapshot()
@@ -121,7 +121,7 @@ struct ValidationTests {
 
     @Test(arguments: Backend.all)
     func errorsTellStainlessClientsNotToRetry(_ backend: Backend) async throws {
-        try await Harness.with(backend, .init(runController: false)) { h in
+        try await Harness.with(backend, .init(runController: false, socket: false)) { h in
             let reply = try await h.get("/agents/unknown")
             #expect(reply.status == 404)
             #expect(reply.headers.first(name: "x-should-retry") == "false")

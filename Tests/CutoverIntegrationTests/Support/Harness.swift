@@ -9,6 +9,8 @@ import CutoverRuntime
 import CutoverStore
 import Foundation
 import Hummingbird
+import HummingbirdTesting
+import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -19,6 +21,7 @@ import Synchronization
 final class Harness: Sendable {
     let backend: Backend
     let store: any Store
+    private let httpClient: HTTPClient
     let controlPlane: ControlPlane
     let controller: ControllerLoop<DeploymentReconciler>
     let retention: ControllerLoop<RetentionReconciler>
@@ -26,10 +29,15 @@ final class Harness: Sendable {
     let port: Int
     let adminToken: String?
     let routes: RouteTable
-    private let group: ServiceGroup
-    private let task: Task<Void, any Error>
+    /// How requests reach Cutover: a real socket, or Hummingbird's router test client (no socket at all,
+    /// for tests of the API alone).
+    private let transport: Transport
     static let http = HTTPClient(eventLoopGroupProvider: .singleton)
 
+    enum Transport: Sendable {
+        case socket(group: ServiceGroup, task: Task<Void, any Error>)
+        case router(any TestClientProtocol, done: AsyncStream<Void>.Continuation, runner: Task<Void, any Error>)
+    }
     struct Options: Sendable {
         var policy = ReconcilePolicy()
         var retention = RetentionPolicy(deletionGrace: .seconds(3600))
@@ -39,28 +47,48 @@ final class Harness: Sendable {
         var rpcTimeout: Duration = .seconds(10)
         var gcInterval: Duration = .seconds(60)
         var clock: any ControllerClock = SystemClock()
+        /// false: no server socket; requests go through the router directly (controllers do not run).
+        var socket = true
     }
 
-    private init(
-        backend: Backend, app: CutoverApp, port: Int, adminToken: String?, group: ServiceGroup,
-        task: Task<Void, any Error>
-    ) {
+    private init(backend: Backend, app: CutoverApp, port: Int, adminToken: String?, transport: Transport) {
         self.backend = backend
         store = app.store
         controlPlane = app.controlPlane
+        httpClient = app.httpClient
         controller = app.deployments
         retention = app.retention
         routes = app.routes
         self.port = port
         baseURL = "http://127.0.0.1:\(port)"
         self.adminToken = adminToken
-        self.group = group
-        self.task = task
+        self.transport = transport
     }
 
     static func start(_ backend: Backend, _ options: Options = .init()) async throws -> Harness {
         var logger = Logger(label: "cutover-test")
         logger.logLevel = .warning
+        let cutover = try await build(backend, options, logger: logger)
+        if !options.socket {
+            let app = cutover.application(address: .hostname("127.0.0.1", port: 0), logger: logger)
+            let (clients, handOver) = AsyncStream<any TestClientProtocol>.makeStream()
+            let (done, finish) = AsyncStream<Void>.makeStream()
+            let runner = Task {
+                try await app.test(.router) { client in
+                    handOver.yield(client)
+                    for await _ in done {}
+                }
+            }
+            var iterator = clients.makeAsyncIterator()
+            guard let client = await iterator.next() else { throw TestFailure("the router test client did not start") }
+            return Harness(
+                backend: backend, app: cutover, port: 0, adminToken: options.auth.adminTokens.first,
+                transport: .router(client, done: finish, runner: runner))
+        }
+        return try await startServer(cutover, backend, options, logger: logger)
+    }
+
+    private static func build(_ backend: Backend, _ options: Options, logger: Logger) async throws -> CutoverApp {
         let store = try await backend.makeStore()
         var app = CutoverApp.Options()
         app.reconcile = options.policy
@@ -71,7 +99,12 @@ final class Harness: Sendable {
         app.gcInterval = options.gcInterval
         app.backoff = Backoff(base: .milliseconds(20), cap: .milliseconds(200))
         app.clock = options.clock
-        let cutover = CutoverApp(store: store, options: app, logger: logger)
+        return CutoverApp(store: store, options: app, logger: logger)
+    }
+
+    private static func startServer(_ cutover: CutoverApp, _ backend: Backend, _ options: Options, logger: Logger)
+        async throws -> Harness
+    {
         let (ports, announce) = AsyncStream<Int>.makeStream()
         let server = cutover.application(address: .hostname("127.0.0.1", port: 0), logger: logger) { channel in
             announce.yield(channel.localAddress?.port ?? 0)
@@ -83,13 +116,21 @@ final class Harness: Sendable {
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next(), port > 0 else { throw TestFailure("server did not start") }
         return Harness(
-            backend: backend, app: cutover, port: port, adminToken: options.auth.adminTokens.first, group: group,
-            task: task)
+            backend: backend, app: cutover, port: port, adminToken: options.auth.adminTokens.first,
+            transport: .socket(group: group, task: task))
     }
 
     func stop() async {
-        await group.triggerGracefulShutdown()
-        _ = try? await task.value
+        switch transport {
+        case .socket(let group, let task):
+            await group.triggerGracefulShutdown()
+            _ = try? await task.value
+        case .router(_, let done, let runner):
+            done.finish()
+            _ = try? await runner.value
+            try? await store.close()
+            try? await httpClient.shutdown()
+        }
     }
 
     /// Runs `body` against a fresh harness and always tears it down.
@@ -134,6 +175,9 @@ final class Harness: Sendable {
         _ method: HTTPMethod, _ path: String, json: JSONValue? = nil, raw: String? = nil,
         headers: [(String, String)]? = nil
     ) async throws -> Reply {
+        if case .router(let client, _, _) = transport {
+            return try await routerRequest(client, method, path, json: json, raw: raw, headers: headers)
+        }
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let headers {
@@ -153,6 +197,31 @@ final class Harness: Sendable {
         let text = String(buffer: body)
         let parsed = (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) ?? .null
         return Reply(status: Int(response.status.code), headers: response.headers, json: parsed, text: text)
+    }
+
+    private func routerRequest(
+        _ client: any TestClientProtocol, _ method: HTTPMethod, _ path: String, json: JSONValue?, raw: String?,
+        headers: [(String, String)]?
+    ) async throws -> Reply {
+        var fields = HTTPFields()
+        let sent = headers ?? adminToken.map { [("authorization", "Bearer \($0)")] } ?? []
+        for (name, value) in sent {
+            if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
+        }
+        var body: ByteBuffer?
+        if let json {
+            fields[.contentType] = "application/json"
+            body = ByteBuffer(bytes: JSONCodec.serialize(json))
+        } else if let raw {
+            body = ByteBuffer(string: raw)
+        }
+        let response = try await client.executeRequest(
+            uri: path, method: HTTPRequest.Method(method.rawValue)!, headers: fields, body: body)
+        var responseHeaders = HTTPHeaders()
+        for field in response.headers { responseHeaders.add(name: field.name.canonicalName, value: field.value) }
+        let text = String(buffer: response.body)
+        let parsed = (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) ?? .null
+        return Reply(status: Int(response.status.code), headers: responseHeaders, json: parsed, text: text)
     }
 
     @discardableResult func get(_ path: String) async throws -> Reply { try await request(.GET, path) }
