@@ -17,6 +17,8 @@ public struct APIDependencies: Sendable {
     public var proxy: RPCProxy?
     /// The replica's route cache (made from the store when not given).
     public var routes: RouteTable?
+    /// Whether this replica hears the other replicas' changes; `/readyz` fails while it does not.
+    public var hearsChanges: @Sendable () -> Bool = { true }
 
     public init(
         controlPlane: ControlPlane, auth: AuthSettings, allowedHosts: HostAllowlist = .any,

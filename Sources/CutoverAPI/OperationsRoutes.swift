@@ -11,6 +11,9 @@ struct OperationsRoutes {
             guard await deps.store.isReady() else {
                 throw CutoverError.unavailable("database unreachable or migrations not applied")
             }
+            guard deps.hearsChanges() else {
+                throw CutoverError.unavailable("not listening for the other replicas' changes; reconnecting")
+            }
             return Wire.response(["status": "ready"])
         }
         router.get("/metrics") { _, _ in

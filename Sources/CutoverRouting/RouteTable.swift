@@ -58,6 +58,16 @@ public final class RouteTable: Sendable {
         }
     }
 
+    /// Forgets every route: after missed change notifications, nothing cached can be trusted.
+    public func invalidateAll() {
+        state.withLock { s in
+            s.generation &+= 1
+            s.agents.removeAll()
+            s.names.removeAll()
+            s.deployments.removeAll()
+        }
+    }
+
     /// How many lookups went to the database (cache misses).
     public var loads: Int { state.withLock { $0.loads } }
 

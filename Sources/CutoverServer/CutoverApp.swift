@@ -53,6 +53,8 @@ public struct CutoverApp {
     public let deployments: ControllerLoop<DeploymentReconciler>
     public let retention: ControllerLoop<RetentionReconciler>
     public let router: Router<APIRequestContext>
+    /// On PostgreSQL: hears the other replicas' commits.
+    public let listener: ChangeListener?
 
     public init(store: any Store, options: Options, logger: Logger) {
         self.store = store
@@ -73,11 +75,19 @@ public struct CutoverApp {
             RetentionReconciler(store: store, policy: options.retention, clock: options.clock, logger: logger),
             settings: LoopSettings(workers: 1, resyncInterval: options.gcInterval, backoff: options.backoff),
             clock: options.clock, gate: options.gate, logger: logger)
-        router = CutoverAPI.router(
-            APIDependencies(
-                controlPlane: controlPlane, auth: options.auth, allowedHosts: options.allowedHosts,
-                metrics: options.metrics, proxy: RPCProxy(client: httpClient, timeout: options.rpcTimeout),
-                routes: routes))
+        listener = store.changeListener(logger: logger) { [routes, deployments, retention] in
+            routes.invalidateAll()
+            Task {
+                await deployments.resync()
+                await retention.resync()
+            }
+        }
+        var dependencies = APIDependencies(
+            controlPlane: controlPlane, auth: options.auth, allowedHosts: options.allowedHosts,
+            metrics: options.metrics, proxy: RPCProxy(client: httpClient, timeout: options.rpcTimeout),
+            routes: routes)
+        if let listener { dependencies.hearsChanges = { listener.isListening } }
+        router = CutoverAPI.router(dependencies)
     }
 
     /// The HTTP server on `address`, with Cutover's connection handling.
@@ -98,6 +108,7 @@ public struct CutoverApp {
             Closing { [store] in try? await store.close() },
             Closing { [httpClient] in try? await httpClient.shutdown() },
         ]
+        if let listener { services.append(listener) }
         if controllers { services += [deployments, retention] as [any Service] }
         services.append(server)
         return services

@@ -19,6 +19,8 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
     let backend: Backend
     let changes = ChangeFeed()
     let logger: Logger
+    /// Names this process in its change notifications, so its listener skips its own.
+    let origin = Identifiers.uuid()
 
     init(backend: Backend, logger: Logger) {
         self.backend = backend
@@ -29,10 +31,22 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
         dryRun: Bool, _ body: @escaping @Sendable (StoreTransaction) async throws -> T
     ) async throws -> T {
         let dialect = backend.dialect
+        let origin = origin
         let (value, changes) = try await backend.withTransaction(rollback: dryRun) { db in
             let tx = StoreTransaction(db: db, dialect: dialect)
             let value = try await body(tx)
-            return (value, tx.changes)
+            let changes = tx.changes
+            if dialect == .postgres, !dryRun, !changes.isEmpty {
+                // Delivered to the other replicas if, and only if, this transaction commits.
+                var notify: SQLQueryString = "SELECT "
+                for (i, payload) in ChangeNotifications.payloads(changes, origin: origin).enumerated() {
+                    if i > 0 { notify.appendLiteral(", ") }
+                    notify.appendInterpolation(
+                        "pg_notify(\(bind: ChangeNotifications.channel), \(bind: payload))" as SQLQueryString)
+                }
+                try await db.raw(notify).run()
+            }
+            return (value, changes)
         }
         if !dryRun { self.changes.publish(changes) }
         return value
@@ -83,6 +97,13 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
     }
 
     func isUnavailable(_ error: any Error) -> Bool { backend.isUnavailable(error) }
+
+    func changeListener(logger: Logger, onReconnect: @escaping @Sendable () -> Void) -> ChangeListener? {
+        guard let postgres = backend as? PostgresBackend else { return nil }
+        return ChangeListener(
+            configuration: postgres.pool.configuration, feed: changes, origin: origin, logger: logger,
+            onReconnect: onReconnect)
+    }
 
     func close() async throws {
         changes.finish()

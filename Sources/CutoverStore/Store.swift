@@ -1,4 +1,5 @@
 import CutoverCore
+import Logging
 
 /// Cutover's storage: every unit of work runs in one transaction (every state change and its event commit together).
 public protocol Store: Sendable {
@@ -24,9 +25,15 @@ public protocol Store: Sendable {
 
     /// Whether `error` means the database cannot be reached (answered 503) rather than a bug (500).
     func isUnavailable(_ error: any Error) -> Bool
+
+    /// On PostgreSQL, the service that hears the other replicas' commits and publishes them on `changes`;
+    /// nil where there are no other replicas (SQLite). `onReconnect` runs after every reconnection.
+    func changeListener(logger: Logger, onReconnect: @escaping @Sendable () -> Void) -> ChangeListener?
 }
 
 extension Store {
+    public func changeListener(logger: Logger, onReconnect: @escaping @Sendable () -> Void) -> ChangeListener? { nil }
+
     public func transaction<T: Sendable>(
         _ body: @escaping @Sendable (StoreTransaction) async throws -> T
     ) async throws -> T {

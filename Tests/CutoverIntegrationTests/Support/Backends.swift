@@ -27,14 +27,27 @@ enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
             guard let base = Self.postgresURL else { throw TestFailure("CUTOVER_TEST_POSTGRES_URL is not set") }
             let name = "cutover_test_\(UUID().uuidString.prefix(8).lowercased())"
             try await Self.createDatabase(name, base: base)
-            guard case .postgres(let host, let port, let user, let password, _, let tls) = try DatabaseURL(parsing: base) else {
-                throw TestFailure("CUTOVER_TEST_POSTGRES_URL is not a postgres:// URL")
-            }
-            let url = DatabaseURL.postgres(host: host, port: port, user: user, password: password, database: name, tls: tls)
-            let store = try await StoreFactory.open(url, maxConnections: 6, logger: logger)
-            try await store.migrate()
-            return store
+            return try await Self.openPostgres(name)
         }
+    }
+
+    /// Another replica's store on the database of `store` (PostgreSQL only).
+    static func openPostgres(_ database: String) async throws -> any Store {
+        guard let base = postgresURL,
+            case .postgres(let host, let port, let user, let password, _, let tls) = try DatabaseURL(parsing: base)
+        else { throw TestFailure("CUTOVER_TEST_POSTGRES_URL is not a postgres:// URL") }
+        let url = DatabaseURL.postgres(host: host, port: port, user: user, password: password, database: database, tls: tls)
+        let store = try await StoreFactory.open(url, maxConnections: 6, logger: Logger(label: "test"))
+        try await store.migrate()
+        return store
+    }
+
+    /// A fresh PostgreSQL database for several replicas; returns its name.
+    static func freshPostgresDatabase() async throws -> String {
+        guard let base = postgresURL else { throw TestFailure("CUTOVER_TEST_POSTGRES_URL is not set") }
+        let name = "cutover_test_\(UUID().uuidString.prefix(8).lowercased())"
+        try await createDatabase(name, base: base)
+        return name
     }
 
     static func createDatabase(_ name: String, base: String) async throws {

@@ -49,6 +49,8 @@ final class Harness: Sendable {
         var clock: any ControllerClock = SystemClock()
         /// false: no server socket; requests go through the router directly (controllers do not run).
         var socket = true
+        /// A store to use instead of a fresh one (another replica on the same database).
+        var store: (any Store)?
     }
 
     private init(backend: Backend, app: CutoverApp, port: Int, adminToken: String?, transport: Transport) {
@@ -89,7 +91,8 @@ final class Harness: Sendable {
     }
 
     private static func build(_ backend: Backend, _ options: Options, logger: Logger) async throws -> CutoverApp {
-        let store = try await backend.makeStore()
+        let store: any Store
+        if let given = options.store { store = given } else { store = try await backend.makeStore() }
         var app = CutoverApp.Options()
         app.reconcile = options.policy
         app.retention = options.retention
@@ -115,6 +118,9 @@ final class Harness: Sendable {
         let task = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next(), port > 0 else { throw TestFailure("server did not start") }
+        if let listener = cutover.listener {
+            _ = try await eventually("listening for other replicas' changes") { listener.isListening ? true : nil }
+        }
         return Harness(
             backend: backend, app: cutover, port: port, adminToken: options.auth.adminTokens.first,
             transport: .socket(group: group, task: task))

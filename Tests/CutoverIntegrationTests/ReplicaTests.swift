@@ -1,0 +1,51 @@
+import CutoverCore
+import CutoverStore
+import Foundation
+import Testing
+
+/// Several replicas on one PostgreSQL database, in one process: what one commits, the others hear.
+@Suite("Replicas on PostgreSQL")
+struct ReplicaTests {
+    @Test(arguments: Backend.postgresOnly)
+    func aPromotionThroughOneReplicaReroutesTheOthers(_ backend: Backend) async throws {
+        let blue = try await AgentStandIn.start()
+        let green = try await AgentStandIn.start()
+        defer { Task { await blue.stop(); await green.stop() } }
+        let database = try await Backend.freshPostgresDatabase()
+        try await Harness.with(backend, .init(store: try await Backend.openPostgres(database))) { a in
+            try await Harness.with(backend, .init(runController: false, store: try await Backend.openPostgres(database))) { b in
+                let (agentId, _) = try await a.readyDeployment("replicated", "blue", pod: blue)
+                try await a.readyDeployment("replicated", "green", pod: green)
+                _ = try await eventually("blue auto-promoted") { try await a.agent(named: "replicated")?.productionDeploymentId }
+                let rpc: JSONValue = ["method": "task/create", "params": [:]]
+                let before = try await b.request(.POST, "/agents/\(agentId)/rpc", json: rpc)
+                #expect(before.headers.first(name: "x-cutover-deployment-id") == "blue", "b cached the route to blue")
+
+                #expect(try await a.post("/agents/\(agentId)/deployments/green/promote").status == 200)
+                let start = ContinuousClock.now
+                _ = try await eventually(within: .seconds(2), "b routes to green") { () -> Bool? in
+                    let reply = try await b.request(.POST, "/agents/\(agentId)/rpc", json: rpc)
+                    return reply.headers.first(name: "x-cutover-deployment-id") == "green" ? true : nil
+                }
+                #expect(ContinuousClock.now - start < .seconds(1), "within a second of the commit")
+                #expect(try await b.get("/readyz").status == 200)
+            }
+        }
+    }
+
+    @Test(arguments: Backend.postgresOnly)
+    func aRegistrationThroughOneReplicaIsReconciledByTheOther(_ backend: Backend) async throws {
+        let pod = try await AgentStandIn.start()
+        defer { Task { await pod.stop() } }
+        let database = try await Backend.freshPostgresDatabase()
+        // a serves the API only; b runs the controllers (as the leader would).
+        try await Harness.with(backend, .init(runController: false, store: try await Backend.openPostgres(database))) { a in
+            try await Harness.with(backend, .init(store: try await Backend.openPostgres(database))) { b in
+                let reply = try await a.register("elsewhere", url: pod.url, deploymentId: "e1")
+                let agentId = try #require(reply["id"]?.stringValue)
+                let ready = try await a.waitFor(agentId, "e1", .ready, within: .seconds(5))
+                #expect(ready.readyAt != nil)
+            }
+        }
+    }
+}
