@@ -58,6 +58,7 @@ let package = Package(
             dependencies: [
                 "CutoverCore", "CutoverStore", "CutoverRouting", "CutoverRuntime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -91,6 +92,7 @@ let package = Package(
             dependencies: [
                 "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverRuntime", "CutoverAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -25,7 +25,8 @@ public struct RetentionReconciler: Reconciler {
         self.policy = policy
         self.clock = clock
         self.logger = logger
-        self.batchSize = batchSize
+        // A batch of at most 0 rows would never come back short, and the collection would never end.
+        self.batchSize = max(1, batchSize)
     }
 
     /// Retention runs on every pass and when an expiry falls due, not on each write: a registration storm

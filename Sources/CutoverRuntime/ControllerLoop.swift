@@ -51,26 +51,31 @@ public final class ControllerLoop<R: Reconciler>: Service {
     }
 
     /// Returns when the service group shuts down or the task is cancelled (never by throwing: either is a
-    /// clean exit). The workers end when the queue shuts down; the watch and the resync end with them.
+    /// clean exit). Work happens only inside leadership terms; a lost term stops the workers, and the next
+    /// term starts from a resync.
     public func run() async {
+        await cancelWhenGracefulShutdown {
+            await self.gate.whileLeading { await self.term() }
+        }
+    }
+
+    /// One leadership term: watch, resync and workers until the term is cancelled (leadership lost, or
+    /// shutdown). The workers end when the queue shuts down; the watch and the resync end with them.
+    private func term() async {
+        await queue.reopen()
         await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                do { try await gate.waitForLeadership() } catch { return }
-                let changes = reconciler.watch()
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for await key in changes { await self.queue.add(key) }
-                    }
-                    group.addTask { await self.resyncLoop() }
-                    await withTaskGroup(of: Void.self) { workers in
-                        for _ in 0..<max(1, settings.workers) {
-                            workers.addTask { await self.work() }
-                        }
-                    }
-                    group.cancelAll()
+            let changes = reconciler.watch()
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await key in changes { await self.queue.add(key) }
                 }
-            } onGracefulShutdown: {
-                Task { await self.queue.shutDown() }
+                group.addTask { await self.resyncLoop() }
+                await withTaskGroup(of: Void.self) { workers in
+                    for _ in 0..<max(1, settings.workers) {
+                        workers.addTask { await self.work() }
+                    }
+                }
+                group.cancelAll()
             }
         } onCancel: {
             Task { await self.queue.shutDown() }

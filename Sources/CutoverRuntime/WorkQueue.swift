@@ -127,6 +127,17 @@ public actor WorkQueue<Key: Hashable & Sendable> {
         while let waiter = waiters.popFirst() { waiter.resume(returning: nil) }
     }
 
+    /// Accepts keys again after `shutDown`, empty: a new leadership term starts from a resync.
+    public func reopen() {
+        guard isShutDown else { return }
+        isShutDown = false
+        queue.removeAll()
+        dirty.removeAll()
+        queuedAt.removeAll()
+        failures.removeAll()
+        depthGauge.record(0)
+    }
+
     public var depth: Int { queue.count }
     /// Keys waiting for a due time.
     public var pendingDelayed: Int { dueTimes.count }

@@ -8,6 +8,7 @@ import CutoverStore
 import Hummingbird
 import HummingbirdCore
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
 
@@ -28,7 +29,8 @@ public struct CutoverApp {
         public var gcInterval: Duration = .seconds(60)
         public var backoff = Backoff()
         public var clock: any ControllerClock = SystemClock()
-        public var gate: any LeaderGate = AlwaysLeader()
+        /// Who may reconcile: by default the PostgreSQL leader election, or always this process on SQLite.
+        public var gate: (any LeaderGate)?
         /// Renders `/metrics`; nil serves an empty page.
         public var metrics: (@Sendable () -> String)?
 
@@ -55,6 +57,8 @@ public struct CutoverApp {
     public let router: Router<APIRequestContext>
     /// On PostgreSQL: hears the other replicas' commits.
     public let listener: ChangeListener?
+    /// On PostgreSQL: decides which replica reconciles.
+    public let elector: LeaderElector?
 
     public init(store: any Store, options: Options, logger: Logger) {
         self.store = store
@@ -64,17 +68,20 @@ public struct CutoverApp {
             settings: ControlPlaneSettings(reconcile: options.reconcile, deletionGrace: options.retention.deletionGrace),
             logger: logger)
         routes = RouteTable(store: store)
+        elector = options.gate == nil ? store.postgresConfiguration.map { LeaderElector(configuration: $0, logger: logger) } : nil
+        let gate: any LeaderGate = options.gate ?? elector ?? AlwaysLeader()
+        if elector == nil { Gauge(label: "cutover_leader").record(1) }
         deployments = ControllerLoop(
             DeploymentReconciler(
                 store: store, policy: options.reconcile,
                 prober: HTTPReadinessProber(client: httpClient, timeout: options.probeTimeout), clock: options.clock,
                 logger: logger),
             settings: LoopSettings(workers: options.workers, resyncInterval: options.resyncInterval, backoff: options.backoff),
-            clock: options.clock, gate: options.gate, logger: logger)
+            clock: options.clock, gate: gate, logger: logger)
         retention = ControllerLoop(
             RetentionReconciler(store: store, policy: options.retention, clock: options.clock, logger: logger),
             settings: LoopSettings(workers: 1, resyncInterval: options.gcInterval, backoff: options.backoff),
-            clock: options.clock, gate: options.gate, logger: logger)
+            clock: options.clock, gate: gate, logger: logger)
         listener = store.changeListener(logger: logger) { [routes, deployments, retention] in
             routes.invalidateAll()
             Task {
@@ -111,6 +118,8 @@ public struct CutoverApp {
         if let listener { services.append(listener) }
         if controllers { services += [deployments, retention] as [any Service] }
         services.append(server)
+        // Last, so that a graceful shutdown reaches it first: leadership goes before the server drains.
+        if controllers, let elector { services.append(elector) }
         return services
     }
 }

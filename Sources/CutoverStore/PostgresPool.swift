@@ -8,6 +8,7 @@ import Synchronization
 /// The database could not be reached: answered 503, never retried behind the caller's back.
 public struct DatabaseUnavailable: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Connections to one PostgreSQL server, opened on demand and reused.

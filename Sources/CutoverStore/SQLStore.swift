@@ -1,5 +1,6 @@
 import CutoverCore
 import Logging
+import PostgresNIO
 import SQLKit
 
 /// What differs between PostgreSQL and SQLite below the SQL: how a session and a transaction are had.
@@ -97,6 +98,8 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
     }
 
     func isUnavailable(_ error: any Error) -> Bool { backend.isUnavailable(error) }
+
+    var postgresConfiguration: PostgresConnection.Configuration? { (backend as? PostgresBackend)?.pool.configuration }
 
     func changeListener(logger: Logger, onReconnect: @escaping @Sendable () -> Void) -> ChangeListener? {
         guard let postgres = backend as? PostgresBackend else { return nil }

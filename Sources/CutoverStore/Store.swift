@@ -1,5 +1,6 @@
 import CutoverCore
 import Logging
+import PostgresNIO
 
 /// Cutover's storage: every unit of work runs in one transaction (every state change and its event commit together).
 public protocol Store: Sendable {
@@ -29,10 +30,14 @@ public protocol Store: Sendable {
     /// On PostgreSQL, the service that hears the other replicas' commits and publishes them on `changes`;
     /// nil where there are no other replicas (SQLite). `onReconnect` runs after every reconnection.
     func changeListener(logger: Logger, onReconnect: @escaping @Sendable () -> Void) -> ChangeListener?
+
+    /// Where a PostgreSQL store connects (for connections of their own: leader election); nil on SQLite.
+    var postgresConfiguration: PostgresConnection.Configuration? { get }
 }
 
 extension Store {
     public func changeListener(logger: Logger, onReconnect: @escaping @Sendable () -> Void) -> ChangeListener? { nil }
+    public var postgresConfiguration: PostgresConnection.Configuration? { nil }
 
     public func transaction<T: Sendable>(
         _ body: @escaping @Sendable (StoreTransaction) async throws -> T

@@ -20,11 +20,15 @@ extension StoreTransaction {
     /// event for each. The caller holds the agent's row lock, so a restore of the same agent either
     /// commits first (and the row no longer qualifies) or waits and finds the row gone.
     public func collectExpired(agentId: String, now: Timestamp, limit: Int) async throws -> [String] {
-        let ids = try await db.raw("""
-            DELETE FROM deployments WHERE id IN (SELECT id FROM deployments WHERE agent_id = \(bind: agentId) \
-            AND expires_at IS NOT NULL AND expires_at <= \(bind: now.microseconds) AND is_production = 0 \
-            ORDER BY expires_at LIMIT \(bind: limit)) RETURNING id
-            """).all().map { try $0.decode(column: "id", as: String.self) }
+        let due: SQLQueryString = """
+            SELECT id FROM deployments WHERE agent_id = \(bind: agentId) AND expires_at IS NOT NULL \
+            AND expires_at <= \(bind: now.microseconds) AND is_production = 0 ORDER BY expires_at LIMIT \(bind: limit)
+            """
+        // On PostgreSQL `id IN (subquery)` was planned as a semi-join over the whole table (20 ms a batch
+        // at 100,000 rows); `= ANY(ARRAY(subquery))` probes the id index (3 ms).
+        let target: SQLQueryString = dialect == .postgres ? "id = ANY(ARRAY(\(due)))" : "id IN (\(due))"
+        let ids = try await db.raw("DELETE FROM deployments WHERE \(target) RETURNING id").all()
+            .map { try $0.decode(column: "id", as: String.self) }
         guard !ids.isEmpty else { return [] }
         var tombstones: SQLQueryString = "INSERT INTO collected_deployments (id, agent_id, collected_at) VALUES "
         for (i, id) in ids.enumerated() {

@@ -147,8 +147,17 @@ public final class StoreTransaction: Sendable {
             WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = \(bind: d.id) AND c.agent_id <> \(bind: d.agentId)) \
             ON CONFLICT (id) DO NOTHING RETURNING id
             """).all()
-        if !rows.isEmpty { noteChange(d) }
-        return !rows.isEmpty
+        guard !rows.isEmpty else { return false }
+        if dialect == .postgres {
+            // The insert's check ran on a snapshot from before it started. If it waited on a collection of
+            // this id by another agent, that collection committed meanwhile: look again, on a fresh snapshot.
+            let taken = try await db.raw("""
+                SELECT 1 AS taken FROM collected_deployments WHERE id = \(bind: d.id) AND agent_id <> \(bind: d.agentId)
+                """).first()
+            if taken != nil { throw CutoverError.conflict("deployment id '\(d.id)' belongs to another agent") }
+        }
+        noteChange(d)
+        return true
     }
 
     /// Writes every mutable field of `d`; `agent_id` is never written (invariant 3). `notify: false` is for

@@ -50,8 +50,6 @@ struct Serve: AsyncParsableCommand {
             return String(decoding: buffer, as: UTF8.self)
         }
         let cutover = CutoverApp(store: store, options: options, logger: logger)
-        // Single-process form: this replica always leads.
-        Gauge(label: "cutover_leader").record(1)
 
         let listening = Latch()
         // Hummingbird announces its own "Server started and listening" at info; ours below says the same

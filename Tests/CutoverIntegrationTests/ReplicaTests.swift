@@ -48,4 +48,31 @@ struct ReplicaTests {
             }
         }
     }
+
+    @Test(arguments: Backend.postgresOnly)
+    func exactlyOneReplicaLeadsAndAStandbyTakesOver(_ backend: Backend) async throws {
+        let pod = try await AgentStandIn.start()
+        defer { Task { await pod.stop() } }
+        let database = try await Backend.freshPostgresDatabase()
+        let first = try await Harness.start(backend, .init(store: try await Backend.openPostgres(database)))
+        let second = try await Harness.start(backend, .init(store: try await Backend.openPostgres(database)))
+        func leaders() -> Int { [first, second].filter { $0.elector?.isLeader == true }.count }
+        _ = try await eventually(within: .seconds(5), "a leader") { leaders() == 1 ? true : nil }
+        for _ in 0..<20 {
+            #expect(leaders() == 1, "exactly one leader at all times")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let (leader, standby) = first.elector?.isLeader == true ? (first, second) : (second, first)
+
+        await leader.stop()  // graceful: the lock is released before anything else
+        let start = ContinuousClock.now
+        _ = try await eventually(within: .seconds(5), "the standby takes over") {
+            standby.elector?.isLeader == true ? true : nil
+        }
+        #expect(ContinuousClock.now - start < .seconds(3))
+        let reply = try await standby.register("failover", url: pod.url, deploymentId: "f1")
+        let agentId = try #require(reply["id"]?.stringValue)
+        _ = try await standby.waitFor(agentId, "f1", .ready, within: .seconds(5))
+        await standby.stop()
+    }
 }

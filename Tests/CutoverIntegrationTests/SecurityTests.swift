@@ -50,6 +50,7 @@ struct SecurityTests {
             let theirId = try #require(theirs["id"]?.stringValue)
             let key = [("x-agent-api-key", try #require(mine["agent_api_key"]?.stringValue))]
             _ = try await h.waitFor(myId, "m1", .ready)
+            _ = try await h.waitFor(theirId, "t1", .ready)
 
             #expect(try await h.request(.GET, "/agents/\(myId)", headers: key).status == 200)
             #expect(try await h.request(.GET, "/agents/name/mine", headers: key).status == 200)

@@ -43,31 +43,6 @@ final class ScriptedReconciler: Reconciler, Sendable {
     }
 }
 
-/// A leader gate the test opens.
-final class TestGate: LeaderGate {
-    private let opened = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func open() {
-        let waiters = opened.withLock { s in
-            s.open = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    func waitForLeadership() async throws {
-        await withCheckedContinuation { c in
-            let ready = opened.withLock { s in
-                if s.open { return true }
-                s.waiters.append(c)
-                return false
-            }
-            if ready { c.resume() }
-        }
-    }
-}
-
 @Suite("Controller loop")
 struct ControllerLoopTests {
     static func loop(_ r: ScriptedReconciler, _ clock: ManualClock, gate: any LeaderGate = AlwaysLeader(), workers: Int = 4)
@@ -146,15 +121,34 @@ struct ControllerLoopTests {
     @Test func nothingIsReconciledBeforeLeadership() async throws {
         let clock = ManualClock()
         let r = ScriptedReconciler(resync: ["a", "b"])
-        let gate = TestGate()
+        let gate = Leadership()
         let loop = Self.loop(r, clock, gate: gate)
         try await Self.running(loop) {
             for _ in 0..<500 { await Task.yield() }
             #expect(r.calls.isEmpty, "a standby does not reconcile")
-            gate.open()
+            gate.set(leading: true)
             await Self.until("the resync at start") { Set(r.calls) == ["a", "b"] }
             clock.advance(by: .seconds(30))
             await Self.until("the periodic resync") { r.calls.count == 4 }
+        }
+    }
+
+    @Test func losingLeadershipStopsTheWorkAndRegainingItResyncs() async throws {
+        let clock = ManualClock()
+        let r = ScriptedReconciler(resync: ["a"])
+        let gate = Leadership(leading: true)
+        let loop = Self.loop(r, clock, gate: gate)
+        try await Self.running(loop) {
+            await Self.until("the first term's resync") { r.calls == ["a"] }
+            gate.set(leading: false)
+            await Self.until("the term ended") { gate.activeTerms == 0 }
+            r.changed.yield("b")
+            clock.advance(by: .seconds(60))  // a resync would be due, were it leading
+            for _ in 0..<500 { await Task.yield() }
+            #expect(r.calls == ["a"], "a former leader does no work")
+            gate.set(leading: true)
+            await Self.until("the next term starts from a resync") { r.calls.count == 2 }
+            #expect(r.calls == ["a", "a"])
         }
     }
 

@@ -25,6 +25,8 @@ final class Harness: Sendable {
     let controlPlane: ControlPlane
     let controller: ControllerLoop<DeploymentReconciler>
     let retention: ControllerLoop<RetentionReconciler>
+    /// On PostgreSQL: this replica's leader election.
+    let elector: LeaderElector?
     let baseURL: String
     let port: Int
     let adminToken: String?
@@ -60,6 +62,7 @@ final class Harness: Sendable {
         httpClient = app.httpClient
         controller = app.deployments
         retention = app.retention
+        elector = app.elector
         routes = app.routes
         self.port = port
         baseURL = "http://127.0.0.1:\(port)"
