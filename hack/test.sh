@@ -29,6 +29,7 @@ if command -v psql >/dev/null; then
 fi
 
 if [[ ${SKIP_SWIFT:-0} != 1 ]]; then
+  if [[ -x hack/validate-manifests.sh ]]; then hack/validate-manifests.sh; fi
   swift build --build-tests
   swift test "$@"
   if [[ -x hack/compat-test.sh ]]; then
