@@ -53,13 +53,14 @@ public enum Retention {
             let previous = live.filter(\.wasProduction).sorted {
                 ($0.demotedAt ?? $0.promotedAt ?? $0.createdAt, $0.id) > ($1.demotedAt ?? $1.promotedAt ?? $1.createdAt, $1.id)
             }
-            for d in previous.dropFirst(policy.retainPreviousProduction) {
+            // A negative count keeps nothing (as 0 does); `dropFirst` would trap on it.
+            for d in previous.dropFirst(max(0, policy.retainPreviousProduction)) {
                 reasons[d.id] = (
                     .previousProductionLimit,
                     "beyond the \(policy.retainPreviousProduction) most recent previous production deployments")
             }
             let others = live.filter { !$0.wasProduction }.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
-            for d in others.dropFirst(policy.retainInactive) {
+            for d in others.dropFirst(max(0, policy.retainInactive)) {
                 reasons[d.id] = (.inactiveLimit, "beyond the \(policy.retainInactive) most recent other deployments")
             }
             for d in live where reasons[d.id] == nil && d.status == .failed && failedSince(d) + policy.failedTTL <= now {
