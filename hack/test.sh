@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Full test run: a throwaway PostgreSQL on loopback, then `swift build --build-tests`,
 # `swift test "$@"` and, if present, hack/compat-test.sh (the agentex-client check) and
-# hack/hostile-test.sh (hostile clients and misbehaving pods, on SQLite and its own PostgreSQL).
+# hack/hostile-test.sh (hostile clients and misbehaving pods, on SQLite and its own PostgreSQL) and
+# hack/e2e.sh (three replicas on one PostgreSQL: leadership, failover, cross-replica routing, a restart).
 #
 #   SKIP_SWIFT=1 hack/test.sh   only start PostgreSQL, check it answers, stop it
 #   CUTOVER_TEST_POSTGRES_URL=postgres://... hack/test.sh   use that server instead
@@ -37,5 +38,8 @@ if [[ ${SKIP_SWIFT:-0} != 1 ]]; then
   fi
   if [[ -x hack/hostile-test.sh ]]; then
     hack/hostile-test.sh
+  fi
+  if [[ -x hack/e2e.sh ]]; then
+    hack/e2e.sh
   fi
 fi

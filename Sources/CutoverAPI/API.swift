@@ -12,7 +12,7 @@ public struct APIDependencies: Sendable {
     public var auth: AuthSettings
     public var allowedHosts: HostAllowlist
     /// Renders `/metrics`; nil when metrics are not exported.
-    public var metrics: (@Sendable () -> String)?
+    public var metrics: (@Sendable () async -> String)?
     /// Forwards RPCs; without it the `/rpc` routes are not served.
     public var proxy: RPCProxy?
     /// The replica's route cache (made from the store when not given).
@@ -22,7 +22,7 @@ public struct APIDependencies: Sendable {
 
     public init(
         controlPlane: ControlPlane, auth: AuthSettings, allowedHosts: HostAllowlist = .any,
-        metrics: (@Sendable () -> String)? = nil, proxy: RPCProxy? = nil, routes: RouteTable? = nil
+        metrics: (@Sendable () async -> String)? = nil, proxy: RPCProxy? = nil, routes: RouteTable? = nil
     ) {
         self.routes = routes
         self.controlPlane = controlPlane

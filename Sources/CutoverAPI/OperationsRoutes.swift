@@ -17,7 +17,7 @@ struct OperationsRoutes {
             return Wire.response(["status": "ready"])
         }
         router.get("/metrics") { _, _ in
-            let text = deps.metrics?() ?? ""
+            let text = await deps.metrics?() ?? ""
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))

@@ -204,14 +204,19 @@ public final class ControlPlane: Sendable {
             let target = try await Self.ownedDeployment(tx, agent: agent, deploymentId)
             return try await Self.apply(tx, agent: agent, target: target, kind: .promote, reason: reason, ctx)
         }
-        logChange("promoted", agentId: agentId, deploymentId: promoted.id, ctx)
-        return promoted
+        recordChange(promoted, kind: .promote, agentId: agentId, ctx)
+        return promoted.deployment
     }
 
-    private func logChange(_ what: String, agentId: String, deploymentId: String, _ ctx: RequestContext) {
-        guard !ctx.dryRun else { return }
+    /// Logs a committed promotion or rollback and counts it (`cutover_promotions_total{kind}`).
+    private func recordChange(
+        _ change: (deployment: Deployment, changed: Bool), kind: PromotionKind, agentId: String, _ ctx: RequestContext
+    ) {
+        guard !ctx.dryRun, change.changed else { return }
+        ControllerMetrics.promotions(kind).increment()
         logger.info(
-            "\(what)", metadata: ["agent": "\(agentId)", "deployment": "\(deploymentId)", "actor": "\(ctx.actor)"])
+            "\(kind == .rollback ? "rolled back" : "promoted")",
+            metadata: ["agent": "\(agentId)", "deployment": "\(change.deployment.id)", "actor": "\(ctx.actor)"])
     }
 
     public func rollback(
@@ -226,24 +231,25 @@ public final class ControlPlane: Sendable {
                 agent: agent, requested: requested ?? nil, requestedId: requestedId, history: history)
             return try await Self.apply(tx, agent: agent, target: target, kind: .rollback, reason: reason, ctx)
         }
-        logChange("rolled back", agentId: agentId, deploymentId: restored.id, ctx)
-        return restored
+        recordChange(restored, kind: .rollback, agentId: agentId, ctx)
+        return restored.deployment
     }
 
-    /// Writes a promotion plan: the demotion first, so the one-production index never sees two.
+    /// Writes a promotion plan: the demotion first, so the one-production index never sees two. Returns
+    /// the production deployment and whether anything changed (promoting production again does not).
     static func apply(
         _ tx: StoreTransaction, agent: Agent, target: Deployment, kind: PromotionKind, reason: String?,
         _ ctx: RequestContext
-    ) async throws -> Deployment {
+    ) async throws -> (deployment: Deployment, changed: Bool) {
         let current = try await agent.productionDeploymentId.asyncMap { try await tx.deployment(id: $0, lock: true) }
         let plan = try Promotion.plan(
             agent: agent, target: target, current: current ?? nil, kind: kind, reason: reason, now: ctx.now)
-        if plan.isNoop { return plan.target }
+        if plan.isNoop { return (plan.target, false) }
         if let demoted = plan.demoted { try await tx.updateDeployment(demoted) }
         try await tx.updateDeployment(plan.target)
         try await tx.updateAgent(plan.agent)
         try await tx.appendEvents(agentId: agent.id, plan.events, actor: ctx.actor, at: ctx.now)
-        return plan.target
+        return (plan.target, true)
     }
 
     public func deleteDeployment(

@@ -57,6 +57,7 @@ public struct DeploymentReconciler: Reconciler {
             try await tx.write(plan, agentId: agent.id, actor: .controller, at: now)
             return (plan, plan.deployment)
         }
+        if plan.agent != nil { ControllerMetrics.promotions(.autoPromote).increment() }
         if let written, written.status != deployment.status {
             var metadata: Logger.Metadata = [
                 "agent": "\(written.agentId)", "deployment": "\(id)", "status": "\(written.status.rawValue)",

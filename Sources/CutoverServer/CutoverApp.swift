@@ -91,7 +91,13 @@ public struct CutoverApp {
         }
         var dependencies = APIDependencies(
             controlPlane: controlPlane, auth: options.auth, allowedHosts: options.allowedHosts,
-            metrics: options.metrics, proxy: RPCProxy(client: httpClient, timeout: options.rpcTimeout),
+            metrics: options.metrics.map { render in
+                { @Sendable in
+                    await ControllerMetrics.refreshDeploymentCounts(store)
+                    return render()
+                }
+            },
+            proxy: RPCProxy(client: httpClient, timeout: options.rpcTimeout),
             routes: routes)
         if let listener { dependencies.hearsChanges = { listener.isListening } }
         router = CutoverAPI.router(dependencies)

@@ -104,7 +104,7 @@ public final class ChangeListener: Service, Sendable {
             }
             connected.store(false, ordering: .relaxed)
             failures += 1
-            let backoff = Backoff(base: .milliseconds(100), cap: .seconds(5)).delay(afterFailures: failures)
+            let backoff = Backoff(base: .milliseconds(100), cap: .seconds(1)).delay(afterFailures: failures)
             do { try await Task.sleep(for: backoff) } catch { break }
         }
         connected.store(false, ordering: .relaxed)

@@ -7,6 +7,19 @@ extension StoreTransaction {
         try await db.raw("SELECT id FROM agents ORDER BY seq").all().map { try $0.decode(column: "id", as: String.self) }
     }
 
+    /// How many live (not soft-deleted) deployments have each status.
+    public func liveDeploymentCounts() async throws -> [DeploymentStatus: Int] {
+        var counts: [DeploymentStatus: Int] = [:]
+        for row in try await db.raw(
+            "SELECT status, COUNT(*) AS n FROM deployments WHERE expires_at IS NULL GROUP BY status"
+        ).all() {
+            if let status = DeploymentStatus(rawValue: try row.decode(column: "status", as: String.self)) {
+                counts[status] = try row.decode(column: "n", as: Int.self)
+            }
+        }
+        return counts
+    }
+
     /// All of an agent's deployments, soft-deleted ones included.
     public func allDeployments(agentId: String) async throws -> [Deployment] {
         let query: SQLQueryString = """

@@ -231,11 +231,19 @@ struct ServeCommandTests {
             base + "/agents/register", method: .POST,
             body: #"{"name":"m","description":"","acp_url":"http://127.0.0.1:9","acp_type":"async","registration_metadata":{"deployment_id":"d1"}}"#)
         #expect(registered?.0 == 200)
-        let metrics = try await eventually("reconcile metrics") {
-            await Self.fetch(base + "/metrics").flatMap { $0.1.contains("controller_runtime_reconcile_total") ? $0.1 : nil }
+        let metrics = try await eventually("the auto-promotion in the metrics") {
+            await Self.fetch(base + "/metrics").flatMap { $0.1.contains(#"cutover_promotions_total{kind="auto"} 1"#) ? $0.1 : nil }
         }
         #expect(metrics.contains("cutover_leader 1"))
-        #expect(metrics.contains("workqueue_adds_total"))
+        for name in ["workqueue_adds_total", "workqueue_depth", "workqueue_queue_duration_seconds",
+                     "workqueue_work_duration_seconds", "controller_runtime_reconcile_time_seconds"] {
+            #expect(metrics.contains(name), "\(name)")
+        }
+        #expect(metrics.contains(#"controller_runtime_reconcile_total{controller="deployment",result="success"}"#))
+        #expect(metrics.contains(#"controller_runtime_reconcile_total{controller="retention",result="requeue_after"}"#)
+            || metrics.contains(#"controller_runtime_reconcile_total{controller="retention",result="success"}"#))
+        #expect(metrics.contains(#"cutover_deployments{status="Ready"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"cutover_deployments{status="Pending"} 0"#))
         #expect(Self.stop(process) == 0)
         _ = await log.waitForEnd(within: .seconds(5))
         #expect(log.text.contains("\"msg\":\"stopped\""))
@@ -332,7 +340,7 @@ struct DemoAgentTests {
     @Test(.enabled(if: ServeCommandTests.built), arguments: Backend.all)
     func registersItselfBecomesProductionAndAnswersRPCs(_ backend: Backend) async throws {
         try await Harness.with(backend) { h in
-            let port = Int.random(in: 40000..<50000)
+            let port = try await ServeCommandTests.freePort()
             let process = try Self.start([
                 "--port", "\(port)", "--name", "demo", "--deployment-id", "demo-1",
                 "--register-with", h.baseURL, "--stream-delay", "10ms",
@@ -364,13 +372,14 @@ struct DemoAgentTests {
         try await Harness.with(.sqlite) { h in
             let earlier = try await h.register("hello", url: "http://127.0.0.1:9", deploymentId: "v2", image: "hello:v2")
             let agentId = try #require(earlier["id"]?.stringValue)
-            let base = Int.random(in: 40000..<49000)
+            let base = try await ServeCommandTests.freePort()
+            let second = try await ServeCommandTests.freePort()
             let byDefault = try Self.start([
                 "--port", "\(base)", "--name", "hello", "--deployment-id", "v4", "--register-with", h.baseURL,
             ])
             defer { byDefault.terminate() }
             let chosen = try Self.start([
-                "--port", "\(base + 1)", "--name", "hello", "--deployment-id", "v5", "--docker-image", "registry/hello:5",
+                "--port", "\(second)", "--name", "hello", "--deployment-id", "v5", "--docker-image", "registry/hello:5",
                 "--register-with", h.baseURL,
             ])
             defer { chosen.terminate() }
@@ -385,7 +394,7 @@ struct DemoAgentTests {
     @Test(.enabled(if: ServeCommandTests.built))
     func announcesItselfWhileRunningWithStdoutRedirected() async throws {
         let pipe = Pipe()
-        let port = Int.random(in: 40000..<50000)
+        let port = try await ServeCommandTests.freePort()
         let process = try Self.start(["--port", "\(port)"], stdout: pipe)
         defer { process.terminate() }
         let output = OutputCollector(pipe)
