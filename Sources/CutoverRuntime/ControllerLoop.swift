@@ -101,7 +101,7 @@ public final class ControllerLoop<R: Reconciler>: Service {
     }
 
     private func work() async {
-        while let key = await queue.next() {
+        while !Task.isCancelled, let key = await queue.next() {
             await reconcileOnce(key)
             await queue.done(key)
         }
@@ -124,6 +124,10 @@ public final class ControllerLoop<R: Reconciler>: Service {
                 await queue.addRateLimited(key, notAfter: notAfter)
                 result = "requeue"
             }
+        } catch where Task.isCancelled {
+            // The term is ending (shutdown or lost leadership): not a failure, and whoever leads next
+            // starts from a resync.
+            return
         } catch {
             errors.increment()
             logger.warning(

@@ -250,6 +250,34 @@ struct ServeCommandTests {
     }
 
     @Test(.enabled(if: built))
+    func aSIGTERMUnderLoadDrainsAndExitsZeroWithCleanLogs() async throws {
+        let (process, base, log) = try await Self.startServer(["--database-url", "sqlite::memory:", "--probe", "none"])
+        defer { if process.isRunning { process.terminate() } }
+        #expect(await log.wait(for: "listening", within: .seconds(20)))
+        let load = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        for n in 0..<400 where !Task.isCancelled {
+                            _ = await Self.fetch(
+                                base + "/agents/register", method: .POST,
+                                body: #"{"name":"load","acp_url":"http://127.0.0.1:9","registration_metadata":{"deployment_id":"w\#(worker)-\#(n)"}}"#)
+                        }
+                    }
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(Self.stop(process) == 0)
+        load.cancel()
+        await load.value
+        _ = await log.waitForEnd(within: .seconds(5))
+        let noisy = log.text.split(separator: "\n").filter { !$0.contains(#""level":"info""#) && !$0.contains(#""level":"notice""#) }
+        #expect(noisy.isEmpty, "only info lines on a graceful shutdown under load: \(noisy.prefix(5))")
+        #expect(log.text.contains(#""msg":"stopped""#))
+    }
+
+    @Test(.enabled(if: built))
     func logsListeningOnceAsHostAndPort() async throws {
         let (process, base, log) = try await Self.startServer(["--database-url", "sqlite::memory:", "--probe", "none"])
         defer { if process.isRunning { process.terminate() } }
