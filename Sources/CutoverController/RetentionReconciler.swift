@@ -38,16 +38,18 @@ public struct RetentionReconciler: Reconciler {
     }
 
     public func reconcile(_ agentId: String) async throws -> Requeue {
-        let plan = try await store.transaction { [clock, policy] tx -> RetentionPlan? in
+        // Only the live deployments are read (an agent may have thousands waiting for collection); the
+        // earliest future expiry of the others comes from the index.
+        let planned = try await store.transaction { [clock, policy] tx -> (RetentionPlan, Timestamp?)? in
             guard let agent = try await tx.agent(id: agentId, lock: true) else { return nil }
             let now = clock.now()
             let plan = Retention.plan(
-                agent: agent, deployments: try await tx.allDeployments(agentId: agentId), now: now, policy: policy)
+                agent: agent, deployments: try await tx.liveDeployments(agentId: agentId), now: now, policy: policy)
             for deployment in plan.expire { try await tx.updateDeployment(deployment) }
             try await tx.appendEvents(agentId: agentId, plan.events, actor: .controller, at: now)
-            return plan
+            return (plan, try await tx.nextExpiry(agentId: agentId, after: now))
         }
-        guard let plan else { return .done }
+        guard let (plan, nextExpiry) = planned else { return .done }
         if !plan.expire.isEmpty {
             expired.increment(by: plan.expire.count)
             logger.info(
@@ -56,6 +58,7 @@ public struct RetentionReconciler: Reconciler {
         }
         var total = 0
         while true {
+            let started = ContinuousClock.now
             let ids = try await store.transaction { [clock, batchSize] tx -> [String] in
                 guard try await tx.agent(id: agentId, lock: true) != nil else { return [] }
                 return try await tx.collectExpired(agentId: agentId, now: clock.now(), limit: batchSize)
@@ -63,10 +66,14 @@ public struct RetentionReconciler: Reconciler {
             total += ids.count
             collected.increment(by: ids.count)
             if ids.count < batchSize { break }
+            // Leave the database and the CPUs to the API half of the time: a big collection takes longer,
+            // requests do not queue behind it.
+            try await Task.sleep(for: min(ContinuousClock.now - started, .milliseconds(250)))
         }
         if total > 0 {
             logger.info("garbage-collected deployments", metadata: ["agent": "\(agentId)", "count": "\(total)"])
         }
-        return plan.nextCheck.map { .at(max($0, clock.now())) } ?? .done
+        let next = [plan.nextCheck, nextExpiry].compactMap { $0 }.min()
+        return next.map { .at(max($0, clock.now())) } ?? .done
     }
 }

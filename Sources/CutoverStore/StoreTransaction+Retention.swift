@@ -20,6 +20,23 @@ extension StoreTransaction {
         return counts
     }
 
+    /// An agent's deployments that are not soft-deleted.
+    public func liveDeployments(agentId: String) async throws -> [Deployment] {
+        let query: SQLQueryString = """
+            SELECT \(unsafeRaw: Self.deploymentColumns) FROM deployments \
+            WHERE agent_id = \(bind: agentId) AND expires_at IS NULL ORDER BY seq
+            """
+        return try await db.raw(query).all().map(Self.decodeDeployment)
+    }
+
+    /// The earliest `expires_at` of the agent's deployments still to come after `now`.
+    public func nextExpiry(agentId: String, after now: Timestamp) async throws -> Timestamp? {
+        try await db.raw("""
+            SELECT MIN(expires_at) AS next FROM deployments \
+            WHERE agent_id = \(bind: agentId) AND expires_at > \(bind: now.microseconds)
+            """).first()?.decode(column: "next", as: Int64?.self).map(Timestamp.init(microseconds:))
+    }
+
     /// All of an agent's deployments, soft-deleted ones included.
     public func allDeployments(agentId: String) async throws -> [Deployment] {
         let query: SQLQueryString = """
