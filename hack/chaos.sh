@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Chaos run: starts a throwaway PostgreSQL cluster, applies the migrations with `cutover migrate`, and
+# runs hack/chaos.py, which starts three `cutover serve` replicas on that database (--gc-interval 1s
+# --deletion-grace 2s --retain-inactive 5 --retain-previous-production 2 --probe http
+# --progress-deadline 30s) and three healthy stand-in pods, then for ~60 s runs concurrent clients
+# (registrations of new deployment ids of five agents, promotions, rollbacks, deletes, restores and
+# RPCs, spread over the replicas) while every ~5 s one replica, chosen at random and sometimes the
+# leader, is killed with `kill -9` and restarted. Then, once every replica is up and the controllers
+# are quiet, it checks every invariant of the records with psql, that no acknowledged write was lost,
+# and that an RPC through the replica that acknowledged a promotion never reaches the demoted
+# deployment. Prints the counts of every operation by outcome and "N passed, M failed".
+# Python standard library only; loopback only; bounded (timeout 180 s around the run).
+#
+#   CUTOVER_BIN=path/to/cutover hack/chaos.sh   use that binary (default .build/debug/cutover)
+#   CHAOS_DURATION=60 CHAOS_KILL_EVERY=5 CHAOS_CLIENTS=8 CHAOS_SEED=N hack/chaos.sh   the knobs
+#   CHAOS_KEEP=1 hack/chaos.sh                  keep the temp dir (replica logs) after the run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_LOG_PREFIX=chaos.sh
+# shellcheck source=hack/lib/postgres.sh
+source hack/lib/postgres.sh
+
+TMP=$(mktemp -d /tmp/cutover-chaos.XXXXXX)
+
+# Every replica chaos.py starts is listed in $TMP/pids: a safety net if the run is killed before it
+# could stop them itself. Only pids still running our private copy of the binary are killed.
+kill_replicas() {
+  local pid
+  if [[ -f $TMP/pids ]]; then
+    while read -r pid; do
+      [[ -n $pid ]] || continue
+      if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$TMP/cutover" ]]; then
+        kill -9 "$pid" 2>/dev/null || true
+      fi
+    done <"$TMP/pids"
+  fi
+}
+
+cleanup() {
+  local rc=$?
+  kill_replicas
+  stop_pg
+  if [[ -n ${CHAOS_KEEP:-} || $rc -ne 0 ]]; then
+    echo "chaos.sh: replica logs kept in $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+SRC_BIN=${CUTOVER_BIN:-.build/debug/cutover}
+if [[ ! -x $SRC_BIN ]]; then
+  echo "chaos.sh: $SRC_BIN not found or not executable (build it, or set CUTOVER_BIN)" >&2
+  exit 2
+fi
+# A private copy: a concurrent `swift build` cannot swap the binary under a running replica.
+cp "$(readlink -f "$SRC_BIN")" "$TMP/cutover"
+BIN=$TMP/cutover
+
+start_pg
+"$BIN" migrate --database-url "$PG_URL" >"$TMP/migrate.log" 2>&1 \
+  || { echo "chaos.sh: cutover migrate failed:" >&2; cat "$TMP/migrate.log" >&2; exit 1; }
+echo "chaos.sh: migrations applied"
+
+PSQL=psql
+command -v psql >/dev/null || PSQL=$PG_BIN/psql
+[[ $PSQL == psql || -x $PSQL ]] || { echo "chaos.sh: psql not found" >&2; exit 1; }
+
+rc=0
+started=$(date +%s)
+CHAOS_BIN=$BIN CHAOS_DATABASE_URL=$PG_URL CHAOS_TMP=$TMP CHAOS_PSQL=$PSQL \
+  timeout -k 10 180 python3 hack/chaos.py || rc=$?
+if ((rc == 124 || rc == 137)); then
+  echo "chaos.sh: the run did not finish within 180 s" >&2
+fi
+echo "chaos.sh: done in $(($(date +%s) - started)) s (exit $rc)"
+exit "$rc"
