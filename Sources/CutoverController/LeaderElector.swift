@@ -61,7 +61,13 @@ public final class LeaderElector: Service, LeaderGate {
                     if let stale = connection { Task { try? await stale.close() } }
                     connection = nil
                 }
-                do { try await Task.sleep(for: retry) } catch { break }
+                // Until the next check, or at once when shutdown begins: the lock must go before the drain.
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { [retry] in try? await Task.sleep(for: retry) }
+                    group.addTask { try? await gracefulShutdown() }
+                    await group.next()
+                    group.cancelAll()
+                }
             }
         } onGracefulShutdown: {
             // Stop leading here and now; the lock goes with the connection below.
