@@ -283,7 +283,10 @@ struct HardeningTests {
 
     @Test
     func anUnreachableDatabaseAnswers503Quickly() async throws {
-        let port = try closedPort()
+        // Bound but never listening: connections are refused, and no other test can take the port meanwhile.
+        let refusing = try ServerSocketPort()
+        defer { refusing.close() }
+        let port = refusing.port
         let store = try await StoreFactory.open(
             .postgres(host: "127.0.0.1", port: port, user: "postgres", password: nil, database: "x", tls: .disable),
             logger: Logger(label: "test"))
@@ -312,14 +315,6 @@ struct HardeningTests {
             #expect(text.contains("connection refused"), "\(text)")
             #expect(text.contains("127.0.0.1:\(port)"), "\(text)")
         }
-    }
-
-    /// A loopback port nothing listens on.
-    func closedPort() throws -> Int {
-        let server = try ServerSocketPort()
-        let port = server.port
-        server.close()
-        return port
     }
 
     // MARK: Time order and lifecycle rules
@@ -413,7 +408,7 @@ struct HardeningTests {
     }
 }
 
-/// Binds a loopback port and gives its number, so a test can have a port that then refuses.
+/// A loopback port bound without listening: connections to it are refused for as long as it is open.
 struct ServerSocketPort {
     let fd: Int32
     let port: Int
