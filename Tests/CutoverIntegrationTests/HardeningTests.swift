@@ -304,7 +304,8 @@ struct HardeningTests {
             if let body { request += "Content-Length: \(body.utf8.count)\r\n\r\n\(body)" } else { request += "\r\n" }
             let answer = try await RawHTTP.exchange(port: server.port, request)
             #expect(answer.status == 503, "\(path): \(answer.head) \(answer.body)")
-            #expect(ContinuousClock.now - start < .seconds(2), "\(path) answered within 2 s")
+            // About 2 s is the promise; the bound is generous for a loaded machine.
+            #expect(ContinuousClock.now - start < .seconds(3), "\(path) answered within about 2 s")
             #expect(answer.json["code"] == 503)
         }
         await #expect(throws: DatabaseUnavailable.self) { try await store.migrate() }

@@ -190,17 +190,45 @@ struct ServeCommandTests {
     }
 
     /// Starts `cutover serve` on a free port and returns the process, its base URL and its log.
+    /// Another test may bind the free port first (it was free when asked): then it tries another one.
     static func startServer(_ extra: [String], host: String = "127.0.0.1") async throws -> (Process, String, OutputCollector) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        let port = try await freePort()
-        process.arguments = ["serve", "--listen", "\(host):\(port)", "--log-format", "json"] + extra
-        process.environment = ["PATH": "/usr/bin:/bin"]
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        return (process, "http://127.0.0.1:\(port)", OutputCollector(pipe))
+        for _ in 0..<3 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            let port = try await freePort()
+            process.arguments = ["serve", "--listen", "\(host):\(port)", "--log-format", "json"] + extra
+            process.environment = ["PATH": "/usr/bin:/bin"]
+            let pipe = Pipe()
+            process.standardError = pipe
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let log = OutputCollector(pipe)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline, process.isRunning, !log.text.contains("cannot listen"),
+                !log.text.contains("listening"), !log.text.contains("warning")
+            {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            if log.text.contains("cannot listen") {
+                process.waitUntilExit()
+                continue
+            }
+            return (process, "http://127.0.0.1:\(port)", log)
+        }
+        throw TestFailure("no free port for cutover serve after 3 tries")
+    }
+
+    /// Polls `/readyz` until it answers 200 (bounded); records the server's log and last answer if not.
+    static func waitUntilReady(_ base: String, log: OutputCollector) async -> (Int, String)? {
+        var last: (Int, String)?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            last = await fetch(base + "/readyz")
+            if last?.0 == 200 { return last }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("serve never answered /readyz 200; last answer \(String(describing: last)); log:\n\(log.text)")
+        return nil
     }
 
     static func stop(_ process: Process) -> Int32 {
@@ -223,10 +251,8 @@ struct ServeCommandTests {
     func servesMetricsAndReadinessAndExitsZeroOnSIGTERM() async throws {
         let (process, base, log) = try await Self.startServer(["--database-url", "sqlite::memory:", "--probe", "none"])
         defer { if process.isRunning { process.terminate() } }
-        let ready = try await eventually(within: .seconds(20), "serve to answer /readyz") {
-            await Self.fetch(base + "/readyz").flatMap { $0.0 == 200 ? $0 : nil }
-        }
-        #expect(ready.1.contains("ready"))
+        let ready = await Self.waitUntilReady(base, log: log)
+        #expect(ready?.1.contains("ready") == true)
         let registered = await Self.fetch(
             base + "/agents/register", method: .POST,
             body: #"{"name":"m","description":"","acp_url":"http://127.0.0.1:9","acp_type":"async","registration_metadata":{"deployment_id":"d1"}}"#)
