@@ -31,19 +31,18 @@ Environment:
 """
 
 import collections
-import http.client
-import http.server
-import json
 import os
 import random
-import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import cutover_test as ct  # noqa: E402  (hack/lib/cutover_test.py)
+from cutover_test import Pod, free_port, now_us, report, short, wait_for  # noqa: E402
 
 BIN = os.environ.get("CHAOS_BIN", "")
 DATABASE_URL = os.environ.get("CHAOS_DATABASE_URL", "")
@@ -59,141 +58,16 @@ SERVE_FLAGS = ["--gc-interval", "1s", "--deletion-grace", "2s", "--retain-inacti
                "--shutdown-grace", "5s", "--log-format", "json"]
 SLACK_US = 50_000  # event timestamps (server clock) against the client's send/receive times, same host
 
-PASSED = 0
-FAILED = 0
-
-
-def report(ok, name, detail=""):
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print(f"ok - {name}" + (f" ({detail})" if detail and len(detail) <= 160 else ""), flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL - {name}" + (f": {detail}" if detail else ""), flush=True)
-    return ok
-
-
-def short(value, limit=300):
-    text = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def now_us():
-    return time.time_ns() // 1000
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-# ---------------------------------------------------------------------------------------------
-# HTTP (a fresh connection per request, bounded), as in hack/e2e.py.
-# ---------------------------------------------------------------------------------------------
-
-class Answer:
-    def __init__(self, status, headers, raw, t0, t1, error=None):
-        self.status, self.headers, self.raw, self.t0, self.t1, self.error = status, headers, raw, t0, t1, error
-        try:
-            self.body = json.loads(raw) if raw else None
-        except ValueError:
-            self.body = None
-
-    def describe(self):
-        if self.status is None:
-            return f"no answer after {(self.t1 - self.t0) / 1e6:.2f}s ({self.error})"
-        return f"HTTP {self.status} after {(self.t1 - self.t0) / 1e6:.2f}s, body {short(self.raw, 200)!r}"
-
 
 def api(port, method, path, body=None, timeout=10.0):
-    data = None if body is None else json.dumps(body).encode()
-    hdrs = {"Content-Type": "application/json"} if data is not None else {}
-    t0 = now_us()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        raw = resp.read()
-        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, raw, t0, now_us())
-    except Exception as e:
-        return Answer(None, {}, b"", t0, now_us(), f"{type(e).__name__}: {e}")
-    finally:
-        conn.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Stand-in agent pods (healthy; answer every JSON-RPC).
-# ---------------------------------------------------------------------------------------------
-
-class _PodHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, status, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        if self.path.split("?")[0].rstrip("/").endswith("/healthz"):
-            self._send(200, {"status": "healthy"})
-        else:
-            self._send(404, {"detail": "not found"})
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            req = json.loads(raw)
-        except ValueError:
-            req = {}
-        if not isinstance(req, dict):
-            req = {}
-        self._send(200, {"jsonrpc": "2.0", "id": req.get("id"), "result": {"echo": req.get("method")}})
-
-
-class _PodServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a killed replica resets its keep-alive connections: not the pod's problem
-
-
-class Pod:
-    def __init__(self):
-        self.server = _PodServer(("127.0.0.1", 0), _PodHandler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+    """A fresh connection per request, bounded; the answer's t0/t1 are the wall-clock send/receive times."""
+    return ct.request("127.0.0.1", port, method, path, body, timeout=timeout, limit=200)
 
 
 # ---------------------------------------------------------------------------------------------
 # Replica slots: three `cutover serve` processes, each slot restarted after a kill.
 # ---------------------------------------------------------------------------------------------
 
-LEADER_RE = re.compile(r"^cutover_leader(?:\{[^}]*\})?\s+([-+0-9.eE]+)\s*$", re.M)
 PROCS = []  # every process ever started
 
 
@@ -213,17 +87,10 @@ class Slot:
             inc = self.incarnation
             port = free_port()
             self.log_path = os.path.join(TMP, f"replica-{self.name}-{inc}.log")
-            log = open(self.log_path, "wb")
-            proc = subprocess.Popen([BIN, "serve", "--database-url", DATABASE_URL, "--listen", f"127.0.0.1:{port}",
-                                     *SERVE_FLAGS], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            log.close()
+            proc = ct.start_serve(BIN, DATABASE_URL, port, SERVE_FLAGS, self.log_path, os.path.join(TMP, "pids"))
             PROCS.append((f"{self.name}.{inc}", proc, self.log_path))
-            with open(os.path.join(TMP, "pids"), "a") as f:
-                f.write(f"{proc.pid}\n")
             self.proc, self.port = proc, port
-        ok = wait_for(lambda: proc.poll() is not None or api(port, "GET", "/healthz", timeout=1).status == 200,
-                      30.0, 0.05)
-        healthy = bool(ok) and proc.poll() is None
+        healthy = ct.wait_serving(proc, port, 30.0, 0.05)
         with self.lock:
             if self.proc is proc:
                 self.up = healthy
@@ -246,18 +113,10 @@ class Slot:
         port, _, up = self.target()
         if not up:
             return None
-        a = api(port, "GET", "/metrics", timeout=2)
-        if a.status != 200:
-            return None
-        m = LEADER_RE.search(a.raw.decode("utf-8", "replace"))
-        return None if not m else (1 if float(m.group(1)) == 1.0 else 0)
+        return ct.leader_value(port, timeout=2)
 
     def tail(self, n=8):
-        try:
-            with open(self.log_path, "rb") as f:
-                return [short(x.rstrip(b"\n"), 300) for x in f.readlines()[-n:]]
-        except (OSError, TypeError):
-            return []
+        return ct.log_tail(self.log_path, n, 300)
 
 
 SLOTS = []
@@ -447,7 +306,7 @@ STATE = {}
 
 
 def setup():
-    STATE["pods"] = [Pod() for _ in range(3)]
+    STATE["pods"] = [Pod(keep_alive=True, quiet_errors=True) for _ in range(3)]
     for i in range(3):
         SLOTS.append(Slot(i + 1))
     for s in SLOTS:
@@ -674,29 +533,15 @@ def run():
 
 
 def stop_everything():
-    for _, proc, _ in PROCS:
-        try:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=5)
-        except Exception:
-            pass
-    for p in STATE.get("pods", []):
-        try:
-            p.stop()
-        except Exception:
-            pass
+    ct.stop_all([proc for _, proc, _ in PROCS], STATE.get("pods", []))
 
 
-def watchdog():
-    print(f"FAIL - the chaos run did not finish within {SUITE_TIMEOUT} s", flush=True)
+def kill_procs():
     for _, proc, _ in PROCS:
         try:
             proc.kill()
         except Exception:
             pass
-    print(f"{PASSED} passed, {FAILED + 1} failed", flush=True)
-    os._exit(1)
 
 
 def main():
@@ -704,9 +549,7 @@ def main():
         print("chaos.py: CHAOS_BIN, CHAOS_DATABASE_URL and CHAOS_TMP are required (run hack/chaos.sh)",
               file=sys.stderr)
         return 2
-    timer = threading.Timer(SUITE_TIMEOUT, watchdog)
-    timer.daemon = True
-    timer.start()
+    timer = ct.start_watchdog(SUITE_TIMEOUT, f"the chaos run did not finish within {SUITE_TIMEOUT} s", kill_procs)
     started = time.monotonic()
     print(f"# chaos on {DATABASE_URL}: {DURATION:.0f}s, {CLIENTS} clients, a kill every ~{KILL_EVERY:.0f}s, "
           f"seed {SEED}", flush=True)
@@ -718,8 +561,8 @@ def main():
         timer.cancel()
         stop_everything()
         print(f"# total {time.monotonic() - started:.1f}s", flush=True)
-    print(f"{PASSED} passed, {FAILED} failed", flush=True)
-    return 1 if FAILED else 0
+    ct.summary()
+    return 1 if ct.FAILED else 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ cd "$(dirname "$0")/.."
 PG_LOG_PREFIX=chaos.sh
 # shellcheck source=hack/lib/postgres.sh
 source hack/lib/postgres.sh
+# shellcheck source=hack/lib/serve.sh
+source hack/lib/serve.sh
 
 TMP=$(mktemp -d /tmp/cutover-chaos.XXXXXX)
 
@@ -38,33 +40,15 @@ kill_replicas() {
 }
 
 cleanup() {
-  local rc=$?
-  kill_replicas
-  stop_pg
-  if [[ -n ${CHAOS_KEEP:-} || $rc -ne 0 ]]; then
-    echo "chaos.sh: replica logs kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
+  end_run $? "${CHAOS_KEEP:-}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-SRC_BIN=${CUTOVER_BIN:-.build/debug/cutover}
-if [[ ! -x $SRC_BIN ]]; then
-  echo "chaos.sh: $SRC_BIN not found or not executable (build it, or set CUTOVER_BIN)" >&2
-  exit 2
-fi
-# A private copy: a concurrent `swift build` cannot swap the binary under a running replica.
-cp "$(readlink -f "$SRC_BIN")" "$TMP/cutover"
-BIN=$TMP/cutover
-
+private_binary "$TMP"
 start_pg
-"$BIN" migrate --database-url "$PG_URL" >"$TMP/migrate.log" 2>&1 \
-  || { echo "chaos.sh: cutover migrate failed:" >&2; cat "$TMP/migrate.log" >&2; exit 1; }
-echo "chaos.sh: migrations applied"
+migrate_pg "$TMP"
 
 PSQL=psql
 command -v psql >/dev/null || PSQL=$PG_BIN/psql

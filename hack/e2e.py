@@ -18,68 +18,30 @@ Environment:
   E2E_SKIP           comma-separated check function names to skip (debugging)
 """
 
-import http.client
-import http.server
-import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import cutover_test as ct  # noqa: E402  (hack/lib/cutover_test.py)
+from cutover_test import Pod, free_port, report, run_shell, short, wait_for  # noqa: E402
+
 BIN = os.environ.get("E2E_BIN", "")
 DATABASE_URL = os.environ.get("E2E_DATABASE_URL", "")
 TMP = os.environ.get("E2E_TMP", "")
-SKIP = {s for s in os.environ.get("E2E_SKIP", "").split(",") if s}
+SKIP = ct.skip_set("E2E_SKIP")
 SUITE_TIMEOUT = 270  # seconds; a watchdog ends the run (as a failure) if anything ever hangs
 
-PASSED = 0
-FAILED = 0
 FIGURES = []  # (name, text) printed again at the end
-
-
-def report(ok, name, detail=""):
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        shown = detail if detail and len(detail) <= 160 else ""  # long details (log tails) only on failure
-        print(f"ok - {name}" + (f" ({shown})" if shown else ""), flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL - {name}" + (f": {detail}" if detail else ""), flush=True)
-    return ok
 
 
 def figure(name, text):
     FIGURES.append((name, text))
     print(f"# {name}: {text}", flush=True)
-
-
-def short(value, limit=300):
-    text = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    """Polls predicate() until it returns a truthy value or timeout seconds pass; returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def pct(values, p):
@@ -91,34 +53,8 @@ def pct(values, p):
 # HTTP client (http.client, a fresh connection per request, bounded).
 # ---------------------------------------------------------------------------------------------
 
-class Answer:
-    def __init__(self, status, headers, raw, elapsed, error=None):
-        self.status, self.headers, self.raw, self.elapsed, self.error = status, headers, raw, elapsed, error
-        try:
-            self.body = json.loads(raw) if raw else None
-        except ValueError:
-            self.body = None
-
-    def describe(self):
-        if self.status is None:
-            return f"no answer after {self.elapsed:.2f}s ({self.error})"
-        return f"HTTP {self.status} after {self.elapsed:.2f}s, body {short(self.raw, 300)!r}"
-
-
 def api(port, method, path, body=None, timeout=5.0):
-    data = None if body is None else json.dumps(body).encode()
-    hdrs = {"Content-Type": "application/json"} if data is not None else {}
-    start = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        raw = resp.read()
-        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, raw, time.monotonic() - start)
-    except Exception as e:  # timeouts, refused, resets: "no answer"
-        return Answer(None, {}, b"", time.monotonic() - start, f"{type(e).__name__}: {e}")
-    finally:
-        conn.close()
+    return ct.request("127.0.0.1", port, method, path, body, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,58 +96,9 @@ def rpc(port, agent_id, timeout=3.0):
 
 
 # ---------------------------------------------------------------------------------------------
-# Stand-in agent pods.
-# ---------------------------------------------------------------------------------------------
-
-class _PodHandler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def _send(self, status, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        if self.path.split("?")[0].rstrip("/").endswith("/healthz"):
-            self._send(200, {"status": "healthy"})
-        else:
-            self._send(404, {"detail": "not found"})
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            req = json.loads(raw)
-        except ValueError:
-            req = {}
-        if not isinstance(req, dict):
-            req = {}
-        self._send(200, {"jsonrpc": "2.0", "id": req.get("id"),
-                         "result": {"echo": req.get("method"), "pod": self.server.pod_name}})
-
-
-class Pod:
-    def __init__(self, name):
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PodHandler)
-        self.server.daemon_threads = True
-        self.server.pod_name = name
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-# ---------------------------------------------------------------------------------------------
 # Replicas.
 # ---------------------------------------------------------------------------------------------
 
-LEADER_RE = re.compile(r"^cutover_leader(?:\{[^}]*\})?\s+([-+0-9.eE]+)\s*$", re.M)
 REPLICAS = []  # every replica ever started
 
 
@@ -223,15 +110,11 @@ class Replica:
         self.name = f"r{Replica.counter}"
         self.port = free_port()
         self.log_path = os.path.join(TMP, f"replica-{self.name}.log")
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--database-url", DATABASE_URL, "--listen", f"127.0.0.1:{self.port}",
-             "--log-format", "json", "--probe", "http", "--progress-deadline", "60s", "--shutdown-grace", "5s"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = ct.start_serve(BIN, DATABASE_URL, self.port,
+                                   ["--log-format", "json", "--probe", "http", "--progress-deadline", "60s",
+                                    "--shutdown-grace", "5s"], self.log_path, os.path.join(TMP, "pids"))
         self.stopped_on_purpose = False
         REPLICAS.append(self)
-        with open(os.path.join(TMP, "pids"), "a") as f:
-            f.write(f"{self.proc.pid}\n")
 
     def __repr__(self):
         return f"{self.name}(:{self.port})"
@@ -240,42 +123,17 @@ class Replica:
         return self.proc.poll() is None
 
     def wait_healthy(self, timeout=30.0):
-        ok = wait_for(lambda: (not self.alive()) or api(self.port, "GET", "/healthz", timeout=1).status == 200,
-                      timeout, interval=0.1)
-        return bool(ok) and self.alive()
+        return ct.wait_serving(self.proc, self.port, timeout, interval=0.1)
 
     def leader(self, timeout=1.0):
         """1 / 0 from /metrics, or None if /metrics did not answer or has no cutover_leader line."""
-        a = api(self.port, "GET", "/metrics", timeout=timeout)
-        if a.status != 200:
-            return None
-        m = LEADER_RE.search(a.raw.decode("utf-8", "replace"))
-        if not m:
-            return None
-        return 1 if float(m.group(1)) == 1.0 else 0
+        return ct.leader_value(self.port, timeout)
 
     def log_lines(self, levels):
-        found = []
-        try:
-            with open(self.log_path, "rb") as f:
-                for line in f:
-                    text = line.decode("utf-8", "replace").strip()
-                    try:
-                        level = json.loads(text).get("level")
-                    except (ValueError, AttributeError):
-                        level = None
-                    if str(level).lower() in levels:
-                        found.append(short(text, 400))
-        except OSError as e:
-            found.append(f"cannot read the log: {e}")
-        return found
+        return ct.log_level_lines(self.log_path, levels, 400)
 
     def tail(self, n=15):
-        try:
-            with open(self.log_path, "rb") as f:
-                return [short(x.rstrip(b"\n"), 400) for x in f.readlines()[-n:]]
-        except OSError:
-            return []
+        return ct.log_tail(self.log_path, n, 400)
 
     def stop(self):
         if self.alive():
@@ -285,7 +143,6 @@ class Replica:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        self.log.close()
 
 
 def live():
@@ -597,12 +454,6 @@ def check_sigterm_handover():
     report(replacement.wait_healthy(), f"SIGTERM: a new replica {replacement} starts", " | ".join(replacement.tail()))
 
 
-def run_shell(command, timeout=90):
-    start = time.monotonic()
-    p = subprocess.run(["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), time.monotonic() - start
-
-
 def check_database_outage():
     stop_cmd, start_cmd = os.environ.get("E2E_PG_STOP"), os.environ.get("E2E_PG_START")
     if not stop_cmd or not start_cmd:
@@ -715,18 +566,7 @@ CHECKS = [
 
 
 def stop_everything():
-    for r in REPLICAS:
-        try:
-            if r.alive():
-                r.proc.kill()
-                r.proc.wait(timeout=5)
-        except Exception:
-            pass
-    for p in STATE.get("pods", []):
-        try:
-            p.stop()
-        except Exception:
-            pass
+    ct.stop_all([r.proc for r in REPLICAS], STATE.get("pods", []))
 
 
 def finish():
@@ -734,42 +574,29 @@ def finish():
     print("# figures:", flush=True)
     for name, text in FIGURES:
         print(f"#   {name}: {text}", flush=True)
-    print(f"{PASSED} passed, {FAILED} failed", flush=True)
-    return 1 if FAILED else 0
+    ct.summary()
+    return 1 if ct.FAILED else 0
 
 
-def watchdog():
-    print(f"FAIL - the suite did not finish within {SUITE_TIMEOUT} s (a check hung)", flush=True)
+def kill_replicas():
     for r in REPLICAS:
         try:
             r.proc.kill()
         except Exception:
             pass
-    print(f"{PASSED} passed, {FAILED + 1} failed", flush=True)
-    os._exit(1)
 
 
 def main():
     if not (BIN and DATABASE_URL and TMP):
         print("e2e.py: E2E_BIN, E2E_DATABASE_URL and E2E_TMP are required (run hack/e2e.sh)", file=sys.stderr)
         return 2
-    timer = threading.Timer(SUITE_TIMEOUT, watchdog)
-    timer.daemon = True
-    timer.start()
+    timer = ct.start_watchdog(SUITE_TIMEOUT, f"the suite did not finish within {SUITE_TIMEOUT} s (a check hung)",
+                              kill_replicas)
     started = time.monotonic()
     print(f"# multi-replica checks on {DATABASE_URL}", flush=True)
     try:
         setup()
-        for check in CHECKS:
-            if check.__name__ in SKIP:
-                print(f"ok - {check.__name__} # skip", flush=True)
-                continue
-            t0 = time.monotonic()
-            try:
-                check()
-            except Exception as e:  # a check that blew up is a failure, and the run goes on
-                report(False, f"{check.__name__} raised", f"{type(e).__name__}: {e}")
-            print(f"# {check.__name__}: {time.monotonic() - t0:.1f}s", flush=True)
+        ct.run_checks(CHECKS, SKIP)
     finally:
         timer.cancel()
         print(f"# total {time.monotonic() - started:.1f}s", flush=True)

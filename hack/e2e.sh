@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=hack/lib/postgres.sh
 source hack/lib/postgres.sh
+# shellcheck source=hack/lib/serve.sh
+source hack/lib/serve.sh
 
 TMP=$(mktemp -d /tmp/cutover-e2e.XXXXXX)
 
@@ -28,40 +30,18 @@ kill_replicas() {
 }
 
 cleanup() {
-  local rc=$?
-  kill_replicas
-  stop_pg
-  if [[ -n ${E2E_KEEP:-} || $rc -ne 0 ]]; then
-    echo "e2e.sh: replica logs kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
+  end_run $? "${E2E_KEEP:-}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-SRC_BIN=${CUTOVER_BIN:-.build/debug/cutover}
-if [[ ! -x $SRC_BIN ]]; then
-  echo "e2e.sh: $SRC_BIN not found or not executable (build it, or set CUTOVER_BIN)" >&2
-  exit 2
-fi
-# A private copy: a concurrent `swift build` cannot swap the binary under a running replica.
-cp "$(readlink -f "$SRC_BIN")" "$TMP/cutover"
-BIN=$TMP/cutover
-
+private_binary "$TMP"
 start_pg
-"$BIN" migrate --database-url "$PG_URL" >"$TMP/migrate.log" 2>&1 \
-  || { echo "e2e.sh: cutover migrate failed:" >&2; cat "$TMP/migrate.log" >&2; exit 1; }
-echo "e2e.sh: migrations applied"
+migrate_pg "$TMP"
 
-# The suite stops and restarts this cluster: the same pg_ctl lines postgres.sh uses.
-pg_as=""
-if [[ $EUID -eq 0 ]]; then pg_as="runuser -u postgres --"; fi
-export E2E_PG_STOP="cd $PGTMP && $pg_as $PG_BIN/pg_ctl -D $PGTMP/data -m fast -w -t 60 stop"
-export E2E_PG_START="cd $PGTMP && $pg_as $PG_BIN/pg_ctl -D $PGTMP/data -l $PGTMP/log -w -t 60 start \
--o '-h 127.0.0.1 -p $PG_PORT -k $PGTMP -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off'"
+# The suite stops and restarts this cluster (E2E_PG_STOP / E2E_PG_START).
+export_pg_ctl E2E
 
 rc=0
 E2E_BIN=$BIN E2E_DATABASE_URL=$PG_URL E2E_TMP=$TMP \

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=hack/lib/postgres.sh
 source hack/lib/postgres.sh
+# shellcheck source=hack/lib/serve.sh
+source hack/lib/serve.sh
 
 TMP=$(mktemp -d /tmp/cutover-hostile.XXXXXX)
 SERVER_PID=""
@@ -95,12 +97,8 @@ for backend in ${HOSTILE_BACKENDS:-sqlite postgres}; do
     ;;
   postgres)
     start_pg
-    # The suite stops and restarts this cluster: hand it the same pg_ctl lines postgres.sh uses.
-    pg_as=""
-    if [[ $EUID -eq 0 ]]; then pg_as="runuser -u postgres --"; fi
-    export HOSTILE_PG_STOP="cd $PGTMP && $pg_as $PG_BIN/pg_ctl -D $PGTMP/data -m fast -w -t 60 stop"
-    export HOSTILE_PG_START="cd $PGTMP && $pg_as $PG_BIN/pg_ctl -D $PGTMP/data -l $PGTMP/log -w -t 60 start \
--o '-h 127.0.0.1 -p $PG_PORT -k $PGTMP -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off'"
+    # The suite stops and restarts this cluster (HOSTILE_PG_STOP / HOSTILE_PG_START).
+    export_pg_ctl HOSTILE
     start_server postgres "$PG_URL"
     run_suite postgres
     ;;

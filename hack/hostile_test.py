@@ -17,7 +17,6 @@ Environment:
   HOSTILE_SKIP       comma-separated check function names to skip (debugging)
 """
 
-import http.client
 import http.server
 import json
 import os
@@ -31,39 +30,18 @@ import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import cutover_test as ct  # noqa: E402  (hack/lib/cutover_test.py)
+from cutover_test import free_port, report, run_shell, short, wait_for  # noqa: E402
+
 URL = os.environ.get("CUTOVER_URL", "http://127.0.0.1:8080")
 _parsed = urllib.parse.urlsplit(URL)
 HOST, PORT = _parsed.hostname or "127.0.0.1", _parsed.port or 80
 BACKEND = os.environ.get("CUTOVER_BACKEND", "sqlite")
-SKIP = {s for s in os.environ.get("HOSTILE_SKIP", "").split(",") if s}
+SKIP = ct.skip_set("HOSTILE_SKIP")
 SUITE_TIMEOUT = 240  # seconds; a watchdog ends the run (as a failure) if anything ever hangs
 
-PASSED = 0
-FAILED = 0
-
-
-def report(ok, name, detail=""):
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-        print(f"ok - {name}", flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL - {name}" + (f": {detail}" if detail else ""), flush=True)
-    return ok
-
-
-def short(value, limit=300):
-    text = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+ct.SHOW_OK_DETAIL = False  # "ok - name" lines carry no detail here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,36 +271,9 @@ def http_bytes(method, path, body=b"", headers=None, version="HTTP/1.1"):
 # Plain API client (http.client, a fresh connection per request, bounded).
 # ---------------------------------------------------------------------------------------------
 
-class Answer:
-    def __init__(self, status, headers, raw, elapsed, error=None):
-        self.status, self.headers, self.raw, self.elapsed, self.error = status, headers, raw, elapsed, error
-        try:
-            self.body = json.loads(raw) if raw else None
-        except ValueError:
-            self.body = None
-
-    def describe(self):
-        if self.status is None:
-            return f"no answer after {self.elapsed:.1f}s ({self.error})"
-        return f"HTTP {self.status} after {self.elapsed:.1f}s, body {short(self.raw, 300)!r}"
-
-
 def api(method, path, body=None, headers=None, timeout=8.0, base=None):
     host, port = (HOST, PORT) if base is None else base
-    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-    hdrs = {"Content-Type": "application/json"} if data is not None else {}
-    hdrs.update(headers or {})
-    start = time.monotonic()
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        raw = resp.read()
-        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, raw, time.monotonic() - start)
-    except Exception as e:  # timeouts, resets: reported as "no answer"
-        return Answer(None, {}, b"", time.monotonic() - start, f"{type(e).__name__}: {e}")
-    finally:
-        conn.close()
+    return ct.request(host, port, method, path, body, headers, timeout, digits=1)
 
 
 def register(name, acp_url, deployment_id=None, base=None, headers=None, timeout=8.0, **extra):
@@ -342,17 +293,6 @@ def agent_names():
 
 def get_deployment(agent_id, did):
     return api("GET", f"/agents/{agent_id}/deployments/{urllib.parse.quote(did)}", timeout=5)
-
-
-def wait_for(predicate, timeout, interval=0.2):
-    """Polls predicate() until it returns a truthy value or timeout seconds pass; returns the last value."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def envelope_problem(status, body):
@@ -394,20 +334,9 @@ def jsonrpc_problem(body, code=None):
 # Stand-in agent pods.
 # ---------------------------------------------------------------------------------------------
 
-class _HealthyHandler(http.server.BaseHTTPRequestHandler):
+class _HealthyHandler(ct.JSONHandler):
     # HTTP/1.0 (the default): every connection closes after one answer, so once the pod is
     # stopped no pooled connection to it can still be answered.
-    def log_message(self, *args):
-        pass
-
-    def _send(self, status, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self):
         if self.path.rstrip("/").endswith("/healthz"):
             self._send(200, {"status": "healthy"})
@@ -587,7 +516,7 @@ def make_production(name, pod_url, did=None, timeout=15):
         d = get_deployment(agent_id, did)
         return d.status == 200 and d.body.get("status") == "Ready" and d.body.get("is_production")
 
-    if not wait_for(production, timeout):
+    if not wait_for(production, timeout, interval=0.2):
         d = get_deployment(agent_id, did)
         return agent_id, f"deployment {did} not Ready+production after {timeout}s: {d.describe()}"
     return agent_id, None
@@ -757,7 +686,7 @@ def check_stalled_probes():
             d = get_deployment(fast_agent, "fast-1")
             return d.status == 200 and d.body.get("status") == "Ready"
 
-        ok = wait_for(ready, 10.0)
+        ok = wait_for(ready, 10.0, interval=0.2)
         d = get_deployment(fast_agent, "fast-1")
         report(bool(ok), "a healthy deployment becomes Ready within 10 s while 5 probes trickle",
                f"after {time.monotonic() - started:.1f}s: status {d.body.get('status') if d.body else None!r}, "
@@ -798,7 +727,7 @@ def check_refused_probe():
         reason = (d.body or {}).get("status_reason") or ""
         return d if "refused" in reason.lower() else None
 
-    ok = wait_for(refused, 5.0)
+    ok = wait_for(refused, 5.0, interval=0.2)
     d = get_deployment(agent_id, "refused-1")
     report(bool(ok), "a deployment on a refused port gets a status_reason mentioning 'refused' within 5 s",
            f"status {(d.body or {}).get('status')!r}, status_reason {(d.body or {}).get('status_reason')!r}")
@@ -867,12 +796,6 @@ def check_stalled_ndjson():
                + (f"{r.first_body_at:.1f}s" if r.first_body_at is not None else "never"))
     finally:
         pod.stop()
-
-
-def run_shell(command, timeout=90):
-    start = time.monotonic()
-    p = subprocess.run(["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), time.monotonic() - start
 
 
 def check_database_outage():
@@ -1027,19 +950,7 @@ def check_server_survived():
     report(h.status == 200, "the server still answers /healthz", h.describe())
     log_path = os.environ.get("CUTOVER_LOG")
     if log_path:
-        critical = []
-        try:
-            with open(log_path, "rb") as f:
-                for line in f:
-                    text = line.decode("utf-8", "replace").strip()
-                    try:
-                        level = json.loads(text).get("level")
-                    except (ValueError, AttributeError):
-                        level = None
-                    if str(level).lower() == "critical" or '"level":"critical"' in text.replace(" ", ""):
-                        critical.append(short(text, 300))
-        except OSError as e:
-            critical.append(f"cannot read the log: {e}")
+        critical = ct.log_level_lines(log_path, {"critical"}, 300, text_match=True)
         report(not critical, "the server log has no critical line", " | ".join(critical[:3]))
 
 
@@ -1060,35 +971,18 @@ CHECKS = [
 ]
 
 
-def watchdog():
-    print(f"FAIL - the suite did not finish within {SUITE_TIMEOUT} s (a check hung)", flush=True)
-    print(f"{PASSED} passed, {FAILED + 1} failed", flush=True)
-    os._exit(1)
-
-
 def main():
-    timer = threading.Timer(SUITE_TIMEOUT, watchdog)
-    timer.daemon = True
-    timer.start()
+    timer = ct.start_watchdog(SUITE_TIMEOUT, f"the suite did not finish within {SUITE_TIMEOUT} s (a check hung)")
     started = time.monotonic()
     print(f"# hostile-client checks against {URL} ({BACKEND})", flush=True)
-    for check in CHECKS:
-        if check.__name__ in SKIP:
-            print(f"ok - {check.__name__} # skip", flush=True)
-            continue
-        t0 = time.monotonic()
-        try:
-            check()
-        except Exception as e:  # a check that blew up is a failure, and the run goes on
-            report(False, f"{check.__name__} raised", f"{type(e).__name__}: {e}")
-        print(f"# {check.__name__}: {time.monotonic() - t0:.1f}s", flush=True)
+    ct.run_checks(CHECKS, SKIP)
     pod = STATE.get("main_pod")
     if pod:
         pod.stop()
     timer.cancel()
     print(f"# total {time.monotonic() - started:.1f}s", flush=True)
-    print(f"{PASSED} passed, {FAILED} failed", flush=True)
-    sys.exit(1 if FAILED else 0)
+    ct.summary()
+    sys.exit(1 if ct.FAILED else 0)
 
 
 if __name__ == "__main__":
