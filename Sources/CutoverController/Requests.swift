@@ -6,21 +6,18 @@ public struct RequestContext: Sendable {
     public var dryRun: Bool
     /// The time the unit of work writes. Re-read by `lockedNow()` once the agent row is locked.
     public private(set) var now: Timestamp
-    /// A time fixed by the caller (tests, the controller's decision time), kept by `lockedNow()`.
-    private let pinned: Timestamp?
 
-    public init(actor: Actor, dryRun: Bool = false, now: Timestamp? = nil) {
+    public init(actor: Actor, dryRun: Bool = false) {
         self.actor = actor
         self.dryRun = dryRun
-        self.pinned = now
-        self.now = now ?? .now()
+        self.now = .now()
     }
 
     /// The context with the clock read now, to be called once the agent's row lock is held: writers of
     /// one agent then take their times in commit order, so events and `demoted_at` never contradict it.
     public func lockedNow() -> RequestContext {
         var copy = self
-        copy.now = pinned ?? .now()
+        copy.now = .now()
         return copy
     }
 }

@@ -54,7 +54,7 @@ public enum Reconcile {
         case nil:
             // At the deadline a probe that already failed decides: probing again could take the whole probe
             // timeout and make the failure late. A deployment never probed gets its one probe.
-            if now >= deadline, let lastError = lastProbeError(deployment) {
+            if now >= deadline, let lastError = deployment.lastProbeError {
                 return .markFailed(.probeFailed, detail: lastError)
             }
             return .probe(url: URLPath.join(url, policy.probePath))
@@ -73,9 +73,6 @@ public enum Reconcile {
     public static func shouldAutoPromote(agent: Agent, policy: AutoPromotePolicy) -> Bool {
         policy == .first && agent.productionDeploymentId == nil && agent.acpURL == nil && agent.status != .deleted
     }
-
-    /// The error recorded by the last failed probe of the current registration, if any.
-    static func lastProbeError(_ deployment: Deployment) -> String? { deployment.lastProbeError }
 
     /// The URL to probe before planning, when the decision needs a fresh probe.
     public static func probeURL(_ deployment: Deployment, now: Timestamp, policy: ReconcilePolicy) -> String? {

@@ -37,14 +37,6 @@ extension StoreTransaction {
             """).first()?.decode(column: "next", as: Int64?.self).map(Timestamp.init(microseconds:))
     }
 
-    /// All of an agent's deployments, soft-deleted ones included.
-    public func allDeployments(agentId: String) async throws -> [Deployment] {
-        let query: SQLQueryString = """
-            SELECT \(unsafeRaw: Self.deploymentColumns) FROM deployments WHERE agent_id = \(bind: agentId) ORDER BY seq
-            """
-        return try await db.raw(query).all().map(Self.decodeDeployment)
-    }
-
     /// Hard-deletes up to `limit` of the agent's deployments whose `expires_at` has passed (never a
     /// production one), remembers each id as collected from this agent, and writes a `GarbageCollected`
     /// event for each. The caller holds the agent's row lock, so a restore of the same agent either

@@ -14,7 +14,6 @@ import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTP1
-import Synchronization
 
 /// Cutover as `cutover serve` runs it (the same `CutoverApp` wiring and service group, an HTTP server on
 /// a loopback port), with an HTTP client to drive it.
