@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .target(name: "CutoverCore"),
@@ -85,6 +86,18 @@ let package = Package(
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            resources: [.embedInCode("openapi.yaml")]
+        ),
+        .target(
+            name: "CutoverCLI",
+            dependencies: [
+                "CutoverCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .target(
@@ -103,7 +116,7 @@ let package = Package(
             name: "cutover",
             dependencies: [
                 "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverRuntime", "CutoverAPI",
-                "CutoverServer",
+                "CutoverServer", "CutoverCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -114,6 +127,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CutoverCoreTests", dependencies: ["CutoverCore"]),
+        .testTarget(name: "CutoverCLITests", dependencies: ["CutoverCLI", "CutoverCore"]),
         .testTarget(name: "CutoverServerTests", dependencies: ["CutoverCore", "CutoverStore", "CutoverServer"]),
         .testTarget(
             name: "CutoverRuntimeTests",

@@ -25,19 +25,9 @@ source hack/lib/serve.sh
 
 TMP=$(mktemp -d /tmp/cutover-chaos.XXXXXX)
 
-# Every replica chaos.py starts is listed in $TMP/pids: a safety net if the run is killed before it
-# could stop them itself. Only pids still running our private copy of the binary are killed.
-kill_replicas() {
-  local pid
-  if [[ -f $TMP/pids ]]; then
-    while read -r pid; do
-      [[ -n $pid ]] || continue
-      if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$TMP/cutover" ]]; then
-        kill -9 "$pid" 2>/dev/null || true
-      fi
-    done <"$TMP/pids"
-  fi
-}
+# Every process chaos.py starts is listed in $TMP/pids; kill_listed_copies (hack/lib/serve.sh)
+# is the safety net if the run is killed before it could stop them itself.
+kill_replicas() { kill_listed_copies; }
 
 cleanup() {
   end_run $? "${CHAOS_KEEP:-}"

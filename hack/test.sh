@@ -39,6 +39,8 @@ if [[ ${SKIP_SWIFT:-0} != 1 ]]; then
   if [[ -x hack/hostile-test.sh ]]; then
     hack/hostile-test.sh
   fi
+  if [[ -x hack/fuzz.sh ]]; then hack/fuzz.sh --short; fi
+  if [[ -x hack/cli-test.sh ]]; then hack/cli-test.sh; fi
   if [[ -x hack/e2e.sh ]]; then
     hack/e2e.sh
   fi

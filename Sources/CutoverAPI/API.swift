@@ -41,6 +41,7 @@ public enum CutoverAPI {
     public static func router(_ deps: APIDependencies) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: ErrorEnvelopeMiddleware(store: deps.store))
+        router.add(middleware: PathParameterDecoding())
         OperationsRoutes(deps: deps).register(on: router)
         RegistrationRoutes(deps: deps).register(on: router)
         AgentRoutes(deps: deps).register(on: router)

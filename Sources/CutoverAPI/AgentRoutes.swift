@@ -50,7 +50,11 @@ struct AgentRoutes {
         }
         router.get("/agents/:id/events") { request, context in
             let (agent, _) = try await authorizedAgent(request, context)
-            let page = try QueryInput(request).page(orderable: Self.eventOrderable)
+            let query = QueryInput(request)
+            if try query.flag("watch") {
+                return try await EventWatch(store: deps.store, agentId: agent.id).response(after: query.parameters["after"])
+            }
+            let page = try query.page(orderable: Self.eventOrderable)
             let events = try await deps.store.read { try await $0.listEvents(agentId: agent.id, deploymentId: nil, page: page) }
             return Wire.response(.array(events.map(Wire.event)))
         }

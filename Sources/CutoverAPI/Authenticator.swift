@@ -45,16 +45,17 @@ struct Authenticator: Sendable {
             "missing or invalid credentials: send 'Authorization: Bearer <admin token>' or 'x-agent-api-key: <agent key>'")
     }
 
-    /// Registration is open unless registration tokens are configured; then it takes one of them or an admin token.
+    /// Registration is open unless registration tokens are configured; then it takes one of them or an admin
+    /// token, as a bearer token or in `x-agent-api-key`: a stock agentex-sdk pod sends its `AGENT_API_KEY`
+    /// there and never sends `Authorization`.
     func authorizeRegistration(_ request: Request) throws {
         guard !settings.registrationTokens.isEmpty else { return }
-        if let token = Self.bearer(request),
-            Self.matches(token, settings.registrationTokens) || Self.matches(token, settings.adminTokens)
-        {
+        for token in [Self.bearer(request), request.headers[.agentAPIKey]].compactMap({ $0 })
+        where Self.matches(token, settings.registrationTokens) || Self.matches(token, settings.adminTokens) {
             return
         }
         throw CutoverError.unauthorized(
-            "registration requires 'Authorization: Bearer <registration token>' (an admin token works too)")
+            "registration requires a registration token, as 'Authorization: Bearer <token>' or 'x-agent-api-key: <token>' (an admin token works too)")
     }
 }
 

@@ -1,42 +1,56 @@
 import CutoverCore
+import Yams
 
-/// A route index of the API for `/openapi.json`: paths, methods and summaries.
+/// The API's OpenAPI 3.1 document: `openapi.yaml` beside this file, embedded in the binary and served
+/// as JSON by `GET /openapi.json`. Parsed once, on first use.
 enum OpenAPIDocument {
-    static let routes: [(path: String, method: String, summary: String)] = [
-        ("/agents/register", "post", "Register an agent pod (deployment-scoped with registration_metadata.deployment_id, else legacy)"),
-        ("/agents/register-build", "post", "Register a BuildOnly agent, idempotent by name"),
-        ("/agents", "get", "List agents"),
-        ("/agents/{id}", "get", "Get an agent"),
-        ("/agents/{id}", "delete", "Soft-delete an agent"),
-        ("/agents/name/{name}", "get", "Get an agent by name"),
-        ("/agents/name/{name}", "delete", "Soft-delete an agent by name"),
-        ("/agents/{id}/rollback", "post", "Roll production back to a previous production deployment"),
-        ("/agents/{id}/events", "get", "The agent's audit trail"),
-        ("/agents/{id}/deployments", "post", "Create a Pending deployment"),
-        ("/agents/{id}/deployments", "get", "List deployments"),
-        ("/agents/{id}/deployments/{did}", "get", "Get a deployment"),
-        ("/agents/{id}/deployments/{did}", "delete", "Soft-delete a deployment"),
-        ("/agents/{id}/deployments/{did}/promote", "post", "Promote a Ready deployment to production"),
-        ("/agents/{id}/deployments/{did}/restore", "post", "Undo a soft delete"),
-        ("/agents/{id}/deployments/{did}/events", "get", "The deployment's audit trail"),
-        ("/agents/{id}/rpc", "post", "JSON-RPC to the production deployment, else the legacy URL"),
-        ("/agents/name/{name}/rpc", "post", "JSON-RPC by agent name"),
-        ("/agents/{id}/deployments/{did}/rpc", "post", "Preview JSON-RPC to one Ready deployment"),
-        ("/healthz", "get", "Liveness"),
-        ("/readyz", "get", "Readiness: database reachable and migrated"),
-        ("/metrics", "get", "Prometheus metrics"),
-    ]
-
     static let document: JSONValue = {
-        var paths: [String: JSONValue] = [:]
-        for route in routes {
-            var operations = paths[route.path]?.objectValue ?? [:]
-            operations[route.method] = [
-                "summary": .string(route.summary),
-                "responses": ["200": ["description": "OK"], "default": ["description": "Error envelope {message, code, data}"]],
-            ]
-            paths[route.path] = .object(operations)
+        do {
+            return try parse(String(decoding: PackageResources.openapi_yaml, as: UTF8.self))
+        } catch {
+            // The document ships inside the binary and a test parses it: a broken one never reaches a release.
+            preconditionFailure("openapi.yaml is not valid YAML: \(error)")
         }
-        return ["openapi": "3.1.0", "info": ["title": "Cutover", "version": "0.1.0"], "paths": .object(paths)]
     }()
+
+    /// The YAML text as JSON. Scalars are typed by YAML's core rules (unquoted booleans, integers, floats
+    /// and null); anything else, dates included, stays the string it was written as.
+    static func parse(_ yaml: String) throws -> JSONValue {
+        guard let root = try Yams.compose(yaml: yaml) else { return .null }
+        return try json(root)
+    }
+
+    struct Unsupported: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private static func json(_ node: Node) throws -> JSONValue {
+        switch node {
+        case .mapping(let mapping):
+            var object: [String: JSONValue] = [:]
+            for (key, value) in mapping {
+                guard let name = key.scalar?.string else {
+                    throw Unsupported(description: "a mapping key that is not a scalar, at \(key.mark.map { "\($0)" } ?? "?")")
+                }
+                object[name] = try json(value)
+            }
+            return .object(object)
+        case .sequence(let sequence):
+            return .array(try sequence.map(json))
+        case .scalar(let scalar):
+            switch Tag.Name(rawValue: node.tag.rawValue) {
+            case .null: return .null
+            case .bool: return node.bool.map(JSONValue.bool) ?? .string(scalar.string)
+            case .int: return node.int.map { .number(Double($0)) } ?? .string(scalar.string)
+            case .float:
+                guard let value = node.float, value.isFinite else {
+                    throw Unsupported(description: "'\(scalar.string)' has no JSON number")
+                }
+                return .number(value)
+            default: return .string(scalar.string)
+            }
+        case .alias:
+            throw Unsupported(description: "an unresolved alias, at \(node.mark.map { "\($0)" } ?? "?")")
+        }
+    }
 }

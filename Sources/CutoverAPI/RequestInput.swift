@@ -148,3 +148,50 @@ struct QueryInput {
         return page
     }
 }
+
+/// Path parameters as the values they encode: `/agents/name/my%2Dagent` names `my-agent`, and a deployment id
+/// with a `:` is found whether the client percent-encodes it or not (the router hands parameters over as
+/// sent). A parameter whose escapes do not decode to UTF-8 text without NUL stays as sent: no record has
+/// such a name or id, so the route answers 404, and the text never reaches the database.
+struct PathParameterDecoding: RouterMiddleware {
+    typealias Context = APIRequestContext
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        guard context.parameters.contains(where: { $0.value.utf8.contains(UInt8(ascii: "%")) }) else {
+            return try await next(request, context)
+        }
+        var context = context
+        context.coreContext.parameters = Parameters(
+            context.parameters.map { (key: $0.key, value: Self.decoded($0.value).map { Substring($0) } ?? $0.value) })
+        return try await next(request, context)
+    }
+
+    /// `text` with its `%XX` escapes decoded; nil when an escape is malformed or the bytes are not UTF-8
+    /// text without NUL.
+    static func decoded(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        var input = text.utf8.makeIterator()
+        while let byte = input.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = input.next().flatMap(hexValue), let low = input.next().flatMap(hexValue) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        guard !bytes.contains(0) else { return nil }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}

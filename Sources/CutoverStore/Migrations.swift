@@ -19,6 +19,8 @@ enum Migrations {
             postgres: tables(serial: "BIGSERIAL PRIMARY KEY") + indexes,
             sqlite: tables(serial: "INTEGER PRIMARY KEY AUTOINCREMENT") + indexes),
         Migration(version: 2, name: "retention", postgres: retention, sqlite: retention),
+        // Event lists and watches read an agent's trail in insertion order.
+        Migration(version: 3, name: "event_order", postgres: eventOrder, sqlite: eventOrder),
     ]
 
     /// What retention and garbage collection need: when a deployment failed, its last probe error as a
@@ -30,6 +32,8 @@ enum Migrations {
         "CREATE TABLE collected_deployments (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, collected_at BIGINT NOT NULL)",
         "CREATE INDEX deployments_agent_failed ON deployments (agent_id, failed_at) WHERE failed_at IS NOT NULL",
     ]
+
+    private static let eventOrder = ["CREATE INDEX events_agent_seq ON events (agent_id, seq)"]
 
     /// Both dialects share these tables but for the insertion-order column. Timestamps are integer
     /// microseconds since the epoch; flags are 0/1 integers; JSON is text.

@@ -189,6 +189,8 @@ public final class StoreTransaction: Sendable {
     /// Appends `drafts` in order, in one statement.
     public func appendEvents(agentId: String, _ drafts: [EventDraft], actor: Actor, at now: Timestamp) async throws {
         guard !drafts.isEmpty else { return }
+        // Event watchers follow the change feed, so every appended event is a change of its agent.
+        noteChange(agentId: agentId, deploymentId: nil)
         var query: SQLQueryString = "INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) VALUES "
         for (i, draft) in drafts.enumerated() {
             if i > 0 { query.appendLiteral(", ") }
@@ -203,21 +205,43 @@ public final class StoreTransaction: Sendable {
     public func listEvents(agentId: String, deploymentId: String?, page: Page) async throws -> [Event] {
         let filter: SQLQueryString = deploymentId.map { " AND deployment_id = \(bind: $0)" } ?? ""
         let query: SQLQueryString = """
-            SELECT id, agent_id, deployment_id, type, reason, message, actor, created_at FROM events \
+            SELECT \(unsafeRaw: Self.eventColumns) FROM events \
             WHERE agent_id = \(bind: agentId)\(filter) \(unsafeRaw: orderClause(page, timeColumnInCommitOrder: true)) \
             LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
             """
-        return try await db.raw(query).all().map { row in
-            Event(
-                id: try row.decode(column: "id", as: String.self),
-                agentId: try row.decode(column: "agent_id", as: String.self),
-                deploymentId: try row.decode(column: "deployment_id", as: String?.self),
-                type: EventType(rawValue: try row.decode(column: "type", as: String.self)) ?? .created,
-                reason: try row.decode(column: "reason", as: String?.self),
-                message: try row.decode(column: "message", as: String.self),
-                actor: try row.decode(column: "actor", as: String.self),
-                createdAt: Timestamp(microseconds: try row.decode(column: "created_at", as: Int64.self)))
-        }
+        return try await db.raw(query).all().map { try Self.event($0).event }
+    }
+
+    /// The position of event `id` in its agent's trail, nil when the agent has no such event.
+    public func eventPosition(agentId: String, id: String) async throws -> Int64? {
+        try await db.raw("SELECT seq FROM events WHERE agent_id = \(bind: agentId) AND id = \(bind: id)")
+            .first()?.decode(column: "seq", as: Int64.self)
+    }
+
+    /// Up to `limit` of the agent's events after position `after`, oldest first, each with its position:
+    /// per agent, positions follow commit order, so a reader that resumes after the last one it saw
+    /// misses nothing.
+    public func events(agentId: String, after: Int64, limit: Int) async throws -> [(position: Int64, event: Event)] {
+        let query: SQLQueryString = """
+            SELECT \(unsafeRaw: Self.eventColumns) FROM events \
+            WHERE agent_id = \(bind: agentId) AND seq > \(bind: after) ORDER BY seq LIMIT \(bind: limit)
+            """
+        return try await db.raw(query).all().map(Self.event)
+    }
+
+    static let eventColumns = "seq, id, agent_id, deployment_id, type, reason, message, actor, created_at"
+
+    private static func event(_ row: any SQLRow) throws -> (position: Int64, event: Event) {
+        let event = Event(
+            id: try row.decode(column: "id", as: String.self),
+            agentId: try row.decode(column: "agent_id", as: String.self),
+            deploymentId: try row.decode(column: "deployment_id", as: String?.self),
+            type: EventType(rawValue: try row.decode(column: "type", as: String.self)) ?? .created,
+            reason: try row.decode(column: "reason", as: String?.self),
+            message: try row.decode(column: "message", as: String.self),
+            actor: try row.decode(column: "actor", as: String.self),
+            createdAt: Timestamp(microseconds: try row.decode(column: "created_at", as: Int64.self)))
+        return (try row.decode(column: "seq", as: Int64.self), event)
     }
 
     // MARK: Helpers

@@ -36,6 +36,20 @@ struct SecurityTests {
             #expect(withToken.status == 200)
             let withAdmin = try await h.request(.POST, "/agents/register", json: body, headers: [("authorization", "Bearer admin-secret")])
             #expect(withAdmin.status == 200)
+            // A stock agentex-sdk pod sends its AGENT_API_KEY as x-agent-api-key and no Authorization.
+            let asAgentKey = try await h.request(.POST, "/agents/register", json: body, headers: [("x-agent-api-key", "reg-secret")])
+            #expect(asAgentKey.status == 200)
+            let adminAsAgentKey = try await h.request(.POST, "/agents/register", json: body, headers: [("x-agent-api-key", "admin-secret")])
+            #expect(adminAsAgentKey.status == 200)
+            let afterAccepted = try await h.snapshot()
+            let wrongKey = try await h.request(.POST, "/agents/register", json: body, headers: [("x-agent-api-key", "reg-secreT")])
+            #expect(wrongKey.status == 401)
+            #expect(wrongKey.message.contains("x-agent-api-key"))
+            // An agent's own key is not a registration token.
+            let agentKey = try #require(asAgentKey["agent_api_key"]?.stringValue)
+            let ownKey = try await h.request(.POST, "/agents/register", json: body, headers: [("x-agent-api-key", agentKey)])
+            #expect(ownKey.status == 401)
+            #expect(try await h.snapshot() == afterAccepted, "refused registrations change nothing")
         }
     }
 

@@ -7,6 +7,7 @@
 #                        swap the binary under a running replica; sets BIN to the copy.
 #   migrate_pg TMP       `$BIN migrate` on $PG_URL (start_pg ran), log in TMP/migrate.log; exit 1
 #                        (showing the log) if it fails.
+#   kill_listed_copies   kill -9 the pids in TMP/pids still running TMP/cutover (an EXIT-trap safety net).
 #   export_pg_ctl PREFIX export PREFIX_PG_STOP and PREFIX_PG_START: the shell commands (the same
 #                        pg_ctl lines postgres.sh uses) with which a suite stops and restarts the
 #                        cluster start_pg started, on the same port.
@@ -34,6 +35,20 @@ export_pg_ctl() {
   export "${prefix}_PG_STOP=cd $PGTMP && $pg_as $PG_BIN/pg_ctl -D $PGTMP/data -m fast -w -t 60 stop"
   export "${prefix}_PG_START=cd $PGTMP && $pg_as $PG_BIN/pg_ctl -D $PGTMP/data -l $PGTMP/log -w -t 60 start \
 -o '-h 127.0.0.1 -p $PG_PORT -k $PGTMP -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off'"
+}
+
+# kill_listed_copies: kill -9 every pid listed in $TMP/pids that still runs our private copy of the
+# binary ($TMP/cutover), so a pid reused by another process is never touched.
+kill_listed_copies() {
+  local pid
+  if [[ -f $TMP/pids ]]; then
+    while read -r pid; do
+      [[ -n $pid ]] || continue
+      if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$TMP/cutover" ]]; then
+        kill -9 "$pid" 2>/dev/null || true
+      fi
+    done <"$TMP/pids"
+  fi
 }
 
 # end_run RC KEEP: the body of e2e.sh's/chaos.sh's EXIT trap. Calls the caller's kill_replicas and
