@@ -245,15 +245,21 @@ def step_rpc_routes_to_production():
     check(raw.headers.get("x-cutover-deployment-id") == DEP2, f"x-cutover-deployment-id {raw.headers.get('x-cutover-deployment-id')!r}")
     resp = raw.parse()
     check(resp.error is None, f"error {resp.error!r}")
-    check(resp.result is not None and getattr(resp.result, "id", None) == "task-v2", f"result {resp.result!r}")
+    task = resp.result
+    check(task is not None and getattr(task, "name", None) == "compat" and getattr(task, "status", None) == "RUNNING",
+          f"result {task!r}")
     call = pod2.rpc_calls()[-1]
-    check(call["body"].get("method") == "task/create", f"forwarded body {call['body']!r}")
+    body = call["body"]
+    check(body.get("method") == "task/create" and body.get("id") == f"task/create-{task.id}", f"forwarded body {body!r}")
+    check(body["params"]["task"]["id"] == task.id and body["params"]["agent"]["id"] == state["agent_id"],
+          f"the platform's envelope: {body!r}")
     check(call["headers"].get("x-agent-api-key") == state["api_key"], "pod did not get the agent's x-agent-api-key")
 
 
 def step_rpc_by_name():
     resp = client.agents.rpc_by_name(AGENT_NAME, method="task/create", params={"name": "compat-by-name"})
-    check(getattr(resp.result, "id", None) == "task-v2", f"result {resp.result!r}")
+    check(getattr(resp.result, "name", None) == "compat-by-name", f"result {resp.result!r}")
+    check(pod2.rpc_calls()[-1]["body"]["params"]["task"]["name"] == "compat-by-name", "served by v2")
 
 
 def step_preview_rpc_v1():
@@ -261,7 +267,8 @@ def step_preview_rpc_v1():
         DEP1, agent_id=state["agent_id"], method="task/create", params={"name": "compat-preview"}
     )
     check(raw.headers.get("x-cutover-deployment-id") == DEP1, f"x-cutover-deployment-id {raw.headers.get('x-cutover-deployment-id')!r}")
-    check(getattr(raw.parse().result, "id", None) == "task-v1", "preview not served by v1")
+    check(getattr(raw.parse().result, "name", None) == "compat-preview", f"result {raw.parse().result!r}")
+    check(pod1.rpc_calls()[-1]["body"]["params"]["task"]["name"] == "compat-preview", "preview not served by v1")
 
 
 def step_delete_production_conflicts():

@@ -491,7 +491,7 @@ def stalled_api(pod, conn, method, path, headers, body):
     pod.sleep(30)
 
 
-NDJSON_LINE = b'{"line":1}\n'
+NDJSON_LINE = b'{"jsonrpc":"2.0","id":"x","result":{"type":"delta","index":0,"delta":{"type":"text","text_delta":"first"}}}\n'
 
 
 def stalled_ndjson(pod, conn, method, path, headers, body):
@@ -503,11 +503,11 @@ def stalled_ndjson(pod, conn, method, path, headers, body):
     pod.sleep(30)
 
 
-def make_production(name, pod_url, did=None, timeout=15):
+def make_production(name, pod_url, did=None, timeout=15, acp_type="async"):
     """Registers deployment did (default "<name>-v1"; deployment ids are global) of agent name at
     pod_url and waits until it is Ready and production. Returns (agent_id, problem)."""
     did = did or f"{name}-v1"
-    r = register(name, pod_url, deployment_id=did)
+    r = register(name, pod_url, deployment_id=did, acp_type=acp_type)
     if r.status != 200 or not isinstance(r.body, dict):
         return None, f"registration answered {r.describe()}"
     agent_id = r.body["id"]
@@ -781,12 +781,15 @@ def check_stalled_rpc_body():
 def check_stalled_ndjson():
     pod = RawPod(stalled_ndjson)
     try:
-        agent_id, problem = make_production("hostile-stallstream", pod.url)
+        agent_id, problem = make_production("hostile-stallstream", pod.url, acp_type="sync")
         if problem:
             report(False, "stalled NDJSON stream: setup", problem)
             return
-        r = raw_request(rpc_bytes("/agents/name/hostile-stallstream/rpc"), timeout=12.0, drain=0)
-        got_line = NDJSON_LINE.strip() in r.body
+        # A streamed message/send: the pod's first line reaches the client (re-addressed to its id).
+        message = {"jsonrpc": "2.0", "id": 1, "method": "message/send",
+                   "params": {"stream": True, "content": {"type": "text", "author": "user", "content": "hi"}}}
+        r = raw_request(rpc_bytes("/agents/name/hostile-stallstream/rpc", message), timeout=12.0, drain=0)
+        got_line = b'"text_delta":"first"' in r.body
         report(r.status == 200 and got_line, "stalled NDJSON stream: the client receives the first line",
                r.describe())
         ended = (r.complete or r.closed) and not r.timed_out

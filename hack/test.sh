@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Full test run: a throwaway PostgreSQL on loopback, then `swift build --build-tests`,
-# `swift test "$@"` and, if present, hack/compat-test.sh (the agentex-client check) and
+# `swift test "$@"` and, if present, hack/compat-test.sh (the agentex-client check),
+# hack/sdk-compat-test.sh (real agentex-sdk pods driven by agentex-client), and
 # hack/hostile-test.sh (hostile clients and misbehaving pods, on SQLite and its own PostgreSQL) and
 # hack/e2e.sh (three replicas on one PostgreSQL: leadership, failover, cross-replica routing, a restart).
 #
@@ -35,6 +36,9 @@ if [[ ${SKIP_SWIFT:-0} != 1 ]]; then
   swift test "$@"
   if [[ -x hack/compat-test.sh ]]; then
     hack/compat-test.sh
+  fi
+  if [[ -x hack/sdk-compat-test.sh ]]; then
+    hack/sdk-compat-test.sh
   fi
   if [[ -x hack/hostile-test.sh ]]; then
     hack/hostile-test.sh

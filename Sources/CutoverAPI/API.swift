@@ -19,6 +19,8 @@ public struct APIDependencies: Sendable {
     public var routes: RouteTable?
     /// Whether this replica hears the other replicas' changes; `/readyz` fails while it does not.
     public var hearsChanges: @Sendable () -> Bool = { true }
+    /// Whether calls naming an existing task follow the deployment that owns it (while it is Ready).
+    public var taskAffinity = true
 
     public init(
         controlPlane: ControlPlane, auth: AuthSettings, allowedHosts: HostAllowlist = .any,
@@ -46,6 +48,12 @@ public enum CutoverAPI {
         RegistrationRoutes(deps: deps).register(on: router)
         AgentRoutes(deps: deps).register(on: router)
         DeploymentRoutes(deps: deps).register(on: router)
+        TaskRoutes(deps: deps).register(on: router)
+        MessageRoutes(deps: deps).register(on: router)
+        TaskEventRoutes(deps: deps).register(on: router)
+        StateRoutes(deps: deps).register(on: router)
+        TrackerRoutes(deps: deps).register(on: router)
+        SpanRoutes(deps: deps).register(on: router)
         if let proxy = deps.proxy {
             RPCRoutes(deps: deps, table: deps.routes ?? RouteTable(store: deps.store), proxy: proxy).register(on: router)
         }

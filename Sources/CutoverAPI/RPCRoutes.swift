@@ -13,6 +13,8 @@ struct RPCRoutes {
     let proxy: RPCProxy
     static let bodyLimit = 10 << 20
 
+    var tasks: TaskProtocol { TaskProtocol(deps: deps, proxy: proxy, affinity: deps.taskAffinity) }
+
     func register(on router: Router<APIRequestContext>) {
         router.post("/agents/:id/rpc") { request, context in
             let id = try context.parameters.require("id")
@@ -29,7 +31,7 @@ struct RPCRoutes {
         router.post("/agents/:id/deployments/:did/rpc") { request, context in
             let id = try context.parameters.require("id")
             let did = try context.parameters.require("did")
-            return await handle(request) { principal in
+            return await handle(request, pinned: true) { principal in
                 _ = try await visible(try await table.route(agentId: id), id, principal)
                 guard let route = try await table.route(agentId: id, deploymentId: did) else {
                     throw JSONRPC.Failure(.notFound, 404, "deployment '\(did)' not found for agent '\(id)'",
@@ -71,10 +73,11 @@ struct RPCRoutes {
         }
     }
 
-    /// Authenticates, reads and validates the body, resolves the target, checks the method, and streams
-    /// the agent's answer back. Nothing reaches the agent until every check has passed.
+    /// Authenticates, reads and validates the body, resolves the target, checks the method and its params,
+    /// then hands the call to the task protocol. Nothing reaches the agent until every check has passed.
+    /// `pinned`: the preview route, whose deployment the caller chose.
     func handle(
-        _ request: Request,
+        _ request: Request, pinned: Bool = false,
         resolve: (Principal) async throws -> (AgentRoute, String, String, [String: JSONValue])
     ) async -> Response {
         var requestId: JSONValue = .null
@@ -116,22 +119,16 @@ struct RPCRoutes {
             } catch {
                 throw JSONRPC.Failure(.invalidRequest, 400, error.description, data: data)
             }
-            let proxied = try await proxy.forward(body: body, to: url, headers: headers, errorData: data)
-            var fields = HTTPFields()
-            for (name, value) in proxied.headers {
-                if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
+            // Every method an acp_type allows is a task method: the task protocol handles it.
+            guard let method = TaskMethod(rawValue: rpc.method) else {
+                throw JSONRPC.Failure(.methodNotAllowed, 400, "method '\(rpc.method)' is not a task method", data: data)
             }
-            fields[.deploymentId] = deploymentLabel
+            let call = try TaskCall.parse(method, params: parsed.objectValue?["params"]?.objectValue ?? [:])
+            let target = TaskProtocol.Target(deploymentId: deploymentLabel == "legacy" ? nil : deploymentLabel, url: url)
+            let response = try await tasks.handle(
+                call, clientId: requestId, route: route, target: target, pinned: pinned, headers: headers, data: data)
             outcome = "forwarded"
-            let responseBody: ResponseBody
-            switch proxied.body {
-            case .complete(let buffer):
-                responseBody = ResponseBody(byteBuffer: buffer)
-            case .stream(var stream):
-                stream.onStall = { RPCMetrics.streamsCut.increment() }
-                responseBody = ResponseBody(asyncSequence: stream)
-            }
-            return Response(status: .init(code: proxied.status), headers: fields, body: responseBody)
+            return response
         } catch let failure as JSONRPC.Failure {
             outcome = String(failure.code.rawValue)
             return Wire.response(failure.body(id: requestId), status: .init(code: failure.httpStatus))

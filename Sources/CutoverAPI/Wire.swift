@@ -44,6 +44,7 @@ enum Wire {
             "ready_at": JSONValue(d.readyAt),
             "promoted_at": JSONValue(d.promotedAt),
             "expires_at": JSONValue(d.expiresAt),
+            "running_tasks": .number(Double(d.runningTasks)),
         ]
     }
 

@@ -44,7 +44,8 @@ public struct RetentionReconciler: Reconciler {
             guard let agent = try await tx.agent(id: agentId, lock: true) else { return nil }
             let now = clock.now()
             let plan = Retention.plan(
-                agent: agent, deployments: try await tx.liveDeployments(agentId: agentId), now: now, policy: policy)
+                agent: agent, deployments: try await tx.liveDeployments(agentId: agentId), now: now, policy: policy,
+                taskActivity: try await tx.runningTaskActivity(agentId: agentId))
             for deployment in plan.expire { try await tx.updateDeployment(deployment) }
             try await tx.appendEvents(agentId: agentId, plan.events, actor: .controller, at: now)
             return (plan, try await tx.nextExpiry(agentId: agentId, after: now))

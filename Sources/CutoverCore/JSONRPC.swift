@@ -4,6 +4,7 @@ public enum JSONRPC {
         case parseError = -32700
         case invalidRequest = -32600
         case methodNotAllowed = -32601
+        case invalidParams = -32602
         case notFound = -32004
         case noRoute = -32001
         case deleted = -32002

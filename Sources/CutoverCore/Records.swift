@@ -78,6 +78,8 @@ public struct Deployment: Sendable, Equatable {
     public var failedAt: Timestamp?
     /// Internal: the error of the last failed readiness probe of the current registration, if any.
     public var lastProbeError: String?
+    /// Read-only: the RUNNING tasks this deployment owns (task affinity keeps them here).
+    public var runningTasks = 0
 
     public var isDeleted: Bool { expiresAt != nil }
     /// It has been production at some point, so it is a rollback candidate.
@@ -117,6 +119,8 @@ public enum EventType: String, Sendable, CaseIterable, Codable {
     case promoted = "Promoted", autoPromoted = "AutoPromoted", rolledBack = "RolledBack", demoted = "Demoted"
     case productionCleared = "ProductionCleared", deleted = "Deleted", restored = "Restored"
     case expired = "Expired", garbageCollected = "GarbageCollected"
+    /// A task's owner deployment was gone, so the task moved to the agent's current route.
+    case taskMoved = "TaskMoved"
 }
 
 /// Who caused a state change, as recorded on its event.

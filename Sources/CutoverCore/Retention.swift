@@ -8,15 +8,19 @@ public struct RetentionPolicy: Sendable, Equatable {
     public var failedTTL: Duration
     /// How long an expired or deleted deployment stays restorable before it is collected.
     public var deletionGrace: Duration
+    /// A deployment that owns a RUNNING task active within this long is not expired, so a long task can
+    /// finish on the build that began it.
+    public var taskDrain: Duration
 
     public init(
         retainPreviousProduction: Int = 5, retainInactive: Int = 20, failedTTL: Duration = .seconds(86_400),
-        deletionGrace: Duration = .seconds(86_400)
+        deletionGrace: Duration = .seconds(86_400), taskDrain: Duration = .seconds(3600)
     ) {
         self.retainPreviousProduction = retainPreviousProduction
         self.retainInactive = retainInactive
         self.failedTTL = failedTTL
         self.deletionGrace = deletionGrace
+        self.taskDrain = taskDrain
     }
 }
 
@@ -41,9 +45,11 @@ public struct RetentionPlan: Sendable, Equatable {
 public enum Retention {
     /// Decides which of `agent`'s deployments expire now. Never the production deployment, never one
     /// already soft-deleted; for a deleted agent (which routes nowhere and cannot be restored) every other
-    /// deployment expires, its production record alone stays.
+    /// deployment expires, its production record alone stays. `taskActivity` is, per deployment, when its
+    /// RUNNING tasks were last active: one active within the task drain is held until the drain ends.
     public static func plan(
-        agent: Agent, deployments: [Deployment], now: Timestamp, policy: RetentionPolicy
+        agent: Agent, deployments: [Deployment], now: Timestamp, policy: RetentionPolicy,
+        taskActivity: [String: Timestamp] = [:]
     ) -> RetentionPlan {
         let live = deployments.filter { !$0.isDeleted && !$0.isProduction && $0.id != agent.productionDeploymentId }
         var reasons: [String: (ExpiryReason, String)] = [:]
@@ -67,6 +73,13 @@ public enum Retention {
                 reasons[d.id] = (.failedTTL, "Failed for longer than \(policy.failedTTL.formatted)")
             }
         }
+        var held: [Timestamp] = []
+        if agent.status != .deleted {
+            for (id, active) in taskActivity where reasons[id] != nil && active + policy.taskDrain > now {
+                reasons[id] = nil
+                held.append(active + policy.taskDrain)
+            }
+        }
         var expire: [Deployment] = []
         var events: [EventDraft] = []
         let expiresAt = now + policy.deletionGrace
@@ -80,8 +93,10 @@ public enum Retention {
                 deploymentId: d.id, type: .expired, reason: reason.rawValue,
                 message: "expired by retention: \(why); restorable until \(expiresAt)"))
         }
-        var due: [Timestamp] = deployments.compactMap(\.expiresAt).filter { $0 > now }
+        var due: [Timestamp] = deployments.compactMap(\.expiresAt).filter { $0 > now } + held
+        // A held Failed deployment's TTL may be past already: its drain's end is what is due.
         due += live.filter { reasons[$0.id] == nil && $0.status == .failed }.map { failedSince($0) + policy.failedTTL }
+            .filter { $0 > now }
         if !expire.isEmpty { due.append(expiresAt) }
         return RetentionPlan(expire: expire, events: events, nextCheck: due.min())
     }

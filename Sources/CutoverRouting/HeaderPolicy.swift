@@ -44,9 +44,4 @@ public enum HeaderPolicy {
         out.append(("x-agent-api-key", apiKey))
         return out
     }
-
-    /// The upstream response headers passed back to the client: all but hop-by-hop ones.
-    public static func downstream(_ upstream: [(name: String, value: String)]) -> [(String, String)] {
-        upstream.compactMap { (name, value) in hopByHop.contains(name.lowercased()) ? nil : (name.lowercased(), value) }
-    }
 }

@@ -3,7 +3,7 @@ import CutoverCore
 import NIOCore
 import NIOHTTP1
 
-/// What the agent answered: streamed through, never buffered whole.
+/// What the agent answered: its status and its body, small ones read whole, the rest as they arrive.
 public struct ProxiedResponse: Sendable {
     public enum Body: Sendable {
         /// A small answer of known length, read whole so it goes out in one write.
@@ -13,7 +13,6 @@ public struct ProxiedResponse: Sendable {
     }
 
     public var status: Int
-    public var headers: [(String, String)]
     public var body: Body
 }
 
@@ -43,7 +42,7 @@ public struct UpstreamBody: AsyncSequence, Sendable {
     }
 }
 
-/// Forwards a validated JSON-RPC body to `{acp_url}/api` over one shared, pooled HTTP client (made by
+/// Sends the platform's envelope to `{acp_url}/api` over one shared, pooled HTTP client (made by
 /// `Outbound.makeClient`, whose idle read timeout bounds every silence inside an answer).
 public struct RPCProxy: Sendable {
     let client: HTTPClient
@@ -65,16 +64,13 @@ public struct RPCProxy: Sendable {
         do {
             let deadline = NIODeadline.now() + .microseconds(timeout.microseconds)
             let response = try await client.execute(request, deadline: deadline)
-            let headers = HeaderPolicy.downstream(response.headers.map { ($0.name, $0.value) })
             if let length = response.headers.first(name: "content-length").flatMap(Int.init), length <= Self.wholeLimit,
                 !Self.isStreaming(response.headers.first(name: "content-type"))
             {
                 let body = try await response.body.collect(upTo: Self.wholeLimit)
-                return ProxiedResponse(status: Int(response.status.code), headers: headers, body: .complete(body))
+                return ProxiedResponse(status: Int(response.status.code), body: .complete(body))
             }
-            return ProxiedResponse(
-                status: Int(response.status.code), headers: headers,
-                body: .stream(UpstreamBody(body: response.body)))
+            return ProxiedResponse(status: Int(response.status.code), body: .stream(UpstreamBody(body: response.body)))
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout
             || error == .connectTimeout
         {

@@ -23,6 +23,7 @@ public struct CutoverApp {
         public var auth = AuthSettings()
         public var allowedHosts = HostAllowlist.any
         public var rpcTimeout: Duration = .seconds(60)
+        public var taskAffinity = true
         public var probeTimeout: Duration = .seconds(2)
         public var workers = 4
         public var resyncInterval: Duration = .seconds(30)
@@ -42,6 +43,7 @@ public struct CutoverApp {
             auth = AuthSettings(adminTokens: settings.adminTokens, registrationTokens: settings.registrationTokens)
             allowedHosts = settings.allowedHosts
             rpcTimeout = settings.rpcTimeout
+            taskAffinity = settings.taskAffinity
             workers = settings.workers
             resyncInterval = settings.resyncInterval
             gcInterval = settings.gcInterval
@@ -100,6 +102,7 @@ public struct CutoverApp {
             proxy: RPCProxy(client: httpClient, timeout: options.rpcTimeout),
             routes: routes)
         if let listener { dependencies.hearsChanges = { listener.isListening } }
+        dependencies.taskAffinity = options.taskAffinity
         router = CutoverAPI.router(dependencies)
     }
 

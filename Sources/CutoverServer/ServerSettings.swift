@@ -27,6 +27,8 @@ public struct SettingInputs: Sendable {
     public var failedTtl: String?
     public var acpAllowedHosts: String?
     public var rpcTimeout: String?
+    public var taskAffinity: String?
+    public var taskDrain: String?
     public var workers: String?
     public var shutdownGrace: String?
     public var logFormat: String?
@@ -51,6 +53,8 @@ public struct ServerSettings: Sendable {
     public var retention: RetentionPolicy
     public var allowedHosts: HostAllowlist
     public var rpcTimeout: Duration
+    /// Calls naming an existing task follow the deployment that owns it while it is Ready.
+    public var taskAffinity: Bool
     public var workers: Int
     public var shutdownGrace: Duration
     public var logJSON: Bool
@@ -123,7 +127,8 @@ public struct ServerSettings: Sendable {
                 o.retainPreviousProduction, "CUTOVER_RETAIN_PREVIOUS_PRODUCTION", "retain-previous-production", 5, min: 0),
             retainInactive: try integer(o.retainInactive, "CUTOVER_RETAIN_INACTIVE", "retain-inactive", 20, min: 0),
             failedTTL: try duration(o.failedTtl, "CUTOVER_FAILED_TTL", "failed-ttl", .seconds(86400)),
-            deletionGrace: deletionGrace)
+            deletionGrace: deletionGrace,
+            taskDrain: try duration(o.taskDrain, "CUTOVER_TASK_DRAIN", "task-drain", .seconds(3600)))
         do {
             allowedHosts = try HostAllowlist(parsing: list(
                 o.acpAllowedHosts.map { $0.split(separator: ",").map(String.init) } ?? [], "CUTOVER_ACP_ALLOWED_HOSTS"))
@@ -131,6 +136,11 @@ public struct ServerSettings: Sendable {
             throw SettingsError("\(o.acpAllowedHosts == nil ? "CUTOVER_ACP_ALLOWED_HOSTS" : "--acp-allowed-hosts"): \(error.problem)")
         }
         rpcTimeout = try duration(o.rpcTimeout, "CUTOVER_RPC_TIMEOUT", "rpc-timeout", .seconds(60))
+        let affinity = value(o.taskAffinity, "CUTOVER_TASK_AFFINITY", "task-affinity")
+        guard affinity == nil || ["on", "off"].contains(affinity!.text) else {
+            throw SettingsError("\(affinity!.name) '\(affinity!.text)' must be on or off")
+        }
+        taskAffinity = affinity?.text != "off"
         workers = try integer(o.workers, "CUTOVER_WORKERS", "workers", 4, min: 1)
         shutdownGrace = try duration(o.shutdownGrace, "CUTOVER_SHUTDOWN_GRACE", "shutdown-grace", .seconds(30))
         let format = value(o.logFormat, "CUTOVER_LOG_FORMAT", "log-format")

@@ -21,6 +21,9 @@ enum Migrations {
         Migration(version: 2, name: "retention", postgres: retention, sqlite: retention),
         // Event lists and watches read an agent's trail in insertion order.
         Migration(version: 3, name: "event_order", postgres: eventOrder, sqlite: eventOrder),
+        Migration(
+            version: 4, name: "tasks",
+            postgres: tasks(serial: "BIGSERIAL PRIMARY KEY"), sqlite: tasks(serial: "INTEGER PRIMARY KEY AUTOINCREMENT")),
     ]
 
     /// What retention and garbage collection need: when a deployment failed, its last probe error as a
@@ -34,6 +37,100 @@ enum Migrations {
     ]
 
     private static let eventOrder = ["CREATE INDEX events_agent_seq ON events (agent_id, seq)"]
+
+    /// The task protocol's records. JSON columns are text; `seq` is insertion order, which lists of
+    /// messages, events and spans follow; a task's events are numbered by `sequence_id` from its own
+    /// counter (`tasks.event_count`), bumped under the task's row lock.
+    private static func tasks(serial: String) -> [String] {
+        [
+            """
+            CREATE TABLE tasks (
+                seq \(serial),
+                id TEXT NOT NULL UNIQUE,
+                agent_id TEXT NOT NULL,
+                deployment_id TEXT,
+                name TEXT UNIQUE,
+                status TEXT NOT NULL,
+                status_reason TEXT,
+                params TEXT,
+                task_metadata TEXT,
+                event_count BIGINT NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX tasks_agent ON tasks (agent_id, seq)",
+            "CREATE INDEX tasks_owner_running ON tasks (deployment_id, updated_at) WHERE status = 'RUNNING'",
+            """
+            CREATE TABLE task_events (
+                seq \(serial),
+                id TEXT NOT NULL UNIQUE,
+                task_id TEXT NOT NULL,
+                agent_id TEXT NOT NULL,
+                sequence_id BIGINT NOT NULL,
+                content TEXT,
+                created_at BIGINT NOT NULL,
+                UNIQUE (task_id, sequence_id)
+            )
+            """,
+            """
+            CREATE TABLE task_messages (
+                seq \(serial),
+                id TEXT NOT NULL UNIQUE,
+                task_id TEXT NOT NULL,
+                content TEXT NOT NULL,
+                streaming_status TEXT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX task_messages_task ON task_messages (task_id, seq)",
+            """
+            CREATE TABLE task_states (
+                seq \(serial),
+                id TEXT NOT NULL UNIQUE,
+                task_id TEXT NOT NULL,
+                agent_id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                UNIQUE (task_id, agent_id)
+            )
+            """,
+            """
+            CREATE TABLE task_trackers (
+                seq \(serial),
+                id TEXT NOT NULL UNIQUE,
+                agent_id TEXT NOT NULL,
+                task_id TEXT NOT NULL,
+                last_processed_event_id TEXT,
+                status TEXT,
+                status_reason TEXT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                UNIQUE (agent_id, task_id)
+            )
+            """,
+            """
+            CREATE TABLE spans (
+                seq \(serial),
+                id TEXT NOT NULL UNIQUE,
+                trace_id TEXT NOT NULL,
+                parent_id TEXT,
+                name TEXT NOT NULL,
+                start_time BIGINT NOT NULL,
+                end_time BIGINT,
+                input TEXT,
+                output TEXT,
+                data TEXT,
+                task_id TEXT,
+                agent_id TEXT
+            )
+            """,
+            "CREATE INDEX spans_trace ON spans (trace_id, seq)",
+            "CREATE INDEX spans_task ON spans (task_id, seq)",
+        ]
+    }
 
     /// Both dialects share these tables but for the insertion-order column. Timestamps are integer
     /// microseconds since the epoch; flags are 0/1 integers; JSON is text.

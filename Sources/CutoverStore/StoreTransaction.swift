@@ -120,14 +120,18 @@ public final class StoreTransaction: Sendable {
     public func listDeployments(agentId: String, includeDeleted: Bool, page: Page) async throws -> [Deployment] {
         let deleted: SQLQueryString = includeDeleted ? "" : " AND expires_at IS NULL"
         let query: SQLQueryString = """
-            SELECT \(unsafeRaw: Self.deploymentColumns) FROM deployments WHERE agent_id = \(bind: agentId)\(deleted) \
+            SELECT \(unsafeRaw: Self.deploymentColumns), \(unsafeRaw: Self.runningTasksColumn) FROM deployments \
+            WHERE agent_id = \(bind: agentId)\(deleted) \
             \(unsafeRaw: orderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
             """
         return try await db.raw(query).all().map(Self.decodeDeployment)
     }
 
     private func deployments(where condition: SQLQueryString, lock: Bool) async throws -> [Deployment] {
-        let query: SQLQueryString = "SELECT \(unsafeRaw: Self.deploymentColumns) FROM deployments WHERE \(condition)\(unsafeRaw: lock ? dialect.forUpdate : "")"
+        let query: SQLQueryString = """
+            SELECT \(unsafeRaw: Self.deploymentColumns), \(unsafeRaw: Self.runningTasksColumn) FROM deployments \
+            WHERE \(condition)\(unsafeRaw: lock ? dialect.forUpdate : "")
+            """
         return try await db.raw(query).all().map(Self.decodeDeployment)
     }
 
@@ -292,8 +296,13 @@ public final class StoreTransaction: Sendable {
             apiKey: try row.decode(column: "api_key", as: String.self))
     }
 
+    /// The count a deployment record shows as `running_tasks`, read with it (the partial index on RUNNING
+    /// tasks by owner answers it).
+    static let runningTasksColumn =
+        "(SELECT COUNT(*) FROM tasks WHERE tasks.deployment_id = deployments.id AND tasks.status = 'RUNNING') AS running_tasks"
+
     static func decodeDeployment(_ row: any SQLRow) throws -> Deployment {
-        Deployment(
+        var d = Deployment(
             id: try row.decode(column: "id", as: String.self),
             agentId: try row.decode(column: "agent_id", as: String.self),
             dockerImage: try row.decode(column: "docker_image", as: String.self),
@@ -312,5 +321,8 @@ public final class StoreTransaction: Sendable {
             expiresAt: try timestamp(row, "expires_at"),
             failedAt: try timestamp(row, "failed_at"),
             lastProbeError: try row.decode(column: "last_probe_error", as: String?.self))
+        // Absent where a query does not ask for it (retention's reads).
+        d.runningTasks = Int((try? row.decode(column: "running_tasks", as: Int64.self)) ?? 0)
+        return d
     }
 }

@@ -6,8 +6,10 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// A small ACP agent for walkthroughs, tests and benchmarks: `/healthz`, and `/api` echoing the method,
-/// params and received headers (streaming NDJSON for `message/send` with `stream: true`).
+/// A small ACP agent for walkthroughs, tests and benchmarks, answering `/api` as an agentex-sdk pod does
+/// (the platform's envelope in, JSON-RPC out): `message/send` echoes the user's text as the agent's
+/// message, as NDJSON TaskMessageUpdates (word by word with `stream: true`); `task/create` answers null,
+/// `event/send` and `task/cancel` `{"status": "processing"}`; there is no `task/interrupt` handler.
 struct DemoAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo-agent", abstract: "Run a demo ACP agent that can register itself like an agentex-sdk pod.")
@@ -36,30 +38,7 @@ struct DemoAgent: AsyncParsableCommand {
         router.post("/api") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 10 << 20)
             let rpc = (try? JSONCodec.parse(body.readableBytesView))?.objectValue ?? [:]
-            var headers: [String: JSONValue] = [:]
-            for field in request.headers { headers[field.name.canonicalName] = .string(field.value) }
-            let id = rpc["id"] ?? .null
-            let method = rpc["method"] ?? .null
-            let params = rpc["params"] ?? .null
-            let streaming = method == "message/send" && params.objectValue?["stream"] == .bool(true)
-            guard streaming else {
-                let result: JSONValue = [
-                    "method": method, "params": params, "headers": .object(headers), "deployment": .string(identity),
-                ]
-                let reply = JSONCodec.serialize(["jsonrpc": "2.0", "id": id, "result": result])
-                return Response(status: .ok, headers: [.contentType: "application/json"],
-                                body: .init(byteBuffer: ByteBuffer(bytes: reply)))
-            }
-            return Response(
-                status: .ok, headers: [.contentType: "application/x-ndjson"],
-                body: .init { writer in
-                    for i in 0..<3 {
-                        let line: JSONValue = ["jsonrpc": "2.0", "id": id, "result": ["chunk": .number(Double(i)), "deployment": .string(identity)]]
-                        try await writer.write(ByteBuffer(bytes: JSONCodec.serialize(line) + [0x0A]))
-                        if i < 2 { try await Task.sleep(for: delay) }
-                    }
-                    try await writer.finish(nil)
-                })
+            return DemoAgent.answer(rpc, deployment: identity, delay: delay)
         }
         var logger = Logger(label: "demo-agent")
         logger.logLevel = .warning
@@ -108,6 +87,51 @@ struct DemoAgent: AsyncParsableCommand {
 
 /// One line on stdout, written at once: `print` is block-buffered when stdout is a pipe or file, so a
 /// script waiting for "listening" would otherwise wait until the agent exits.
+extension DemoAgent {
+    static func answer(_ rpc: [String: JSONValue], deployment: String, delay: Duration) -> Response {
+        func json(_ value: JSONValue) -> Response {
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: JSONCodec.serialize(value))))
+        }
+        // Like the SDK: a request without an id is a notification, answered with a bare null.
+        guard let id = rpc["id"], id != .null else { return json(.null) }
+        let params = rpc["params"]?.objectValue ?? [:]
+        @Sendable func reply(_ result: JSONValue) -> JSONValue { ["jsonrpc": "2.0", "id": id, "result": result, "error": nil] }
+        switch rpc["method"]?.stringValue {
+        case "task/create":
+            return json(reply(.null))
+        case "event/send", "task/cancel":
+            return json(reply(["status": "processing"]))
+        case "message/send":
+            let text = params["content"]?.objectValue?["content"]?.stringValue ?? ""
+            let words = "\(deployment) heard: \(text)".split(separator: " ").map(String.init)
+            let full: JSONValue = [
+                "type": "full", "index": 0, "parent_task_message": nil,
+                "content": ["type": "text", "author": "agent", "content": .string(words.joined(separator: " ")), "format": "plain", "style": "static"],
+            ]
+            let stream = params["stream"] == .bool(true)
+            return Response(
+                status: .ok, headers: [.contentType: "application/x-ndjson"],
+                body: .init { writer in
+                    if stream {
+                        for (i, word) in words.enumerated() {
+                            let delta: JSONValue = [
+                                "type": "delta", "index": 0, "parent_task_message": nil,
+                                "delta": ["type": "text", "text_delta": .string(i == 0 ? word : " " + word)],
+                            ]
+                            try await writer.write(ByteBuffer(bytes: JSONCodec.serialize(reply(delta)) + [0x0A]))
+                            try await Task.sleep(for: delay)
+                        }
+                    }
+                    try await writer.write(ByteBuffer(bytes: JSONCodec.serialize(reply(full)) + [0x0A]))
+                    try await writer.finish(nil)
+                })
+        default:
+            let error: JSONValue = ["code": -32601, "message": .string("Method \(rpc["method"]?.stringValue ?? "") not found"), "data": nil]
+            return json(["jsonrpc": "2.0", "id": id, "result": nil, "error": error])
+        }
+    }
+}
+
 private func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

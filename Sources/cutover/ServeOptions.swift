@@ -69,6 +69,14 @@ struct ServeOptions: ParsableArguments {
         "Longest wait for an agent's answer head (then 504) and longest silence inside its body (then the stream is cut)",
         default: "60s", env: "CUTOVER_RPC_TIMEOUT", value: "duration"))
     var rpcTimeout: String?
+    @Option(help: .setting(
+        "Whether calls naming an existing task follow the deployment that owns it while it is Ready: on | off",
+        default: "on", env: "CUTOVER_TASK_AFFINITY", value: "mode"))
+    var taskAffinity: String?
+    @Option(parsing: .unconditional, help: .setting(
+        "Retention keeps a deployment owning a RUNNING task active within this long", default: "1h",
+        env: "CUTOVER_TASK_DRAIN", value: "duration"))
+    var taskDrain: String?
     @Option(parsing: .unconditional, help: .setting(
         "Reconcile workers, at least 1", default: "4", env: "CUTOVER_WORKERS", value: "n"))
     var workers: String?
@@ -113,6 +121,8 @@ extension ServeOptions {
         i.failedTtl = failedTtl
         i.acpAllowedHosts = acpAllowedHosts
         i.rpcTimeout = rpcTimeout
+        i.taskAffinity = taskAffinity
+        i.taskDrain = taskDrain
         i.workers = workers
         i.shutdownGrace = shutdownGrace
         i.logFormat = logFormat

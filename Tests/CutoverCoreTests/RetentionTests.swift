@@ -245,6 +245,24 @@ struct RetentionTests {
         #expect(plan.events.map(\.reason) == ["PreviousProductionLimit", "InactiveLimit"])
     }
 
+    @Test("a deployment owning a RUNNING task active within the drain is held until the drain ends")
+    func taskDrain() {
+        let p = RetentionPolicy(retainPreviousProduction: 0, retainInactive: 0, failedTTL: day, deletionGrace: grace, taskDrain: .seconds(600))
+        let rows = [production, former("p1", created: 1, demoted: 2), deployment("i1", created: 3),
+                    deployment("f1", created: 4, status: .failed, failedAt: t0)]
+        // p1's task was active 5 minutes ago: held for 5 more; i1's 20 minutes ago: past the drain.
+        let activity = ["p1": now - .seconds(300), "i1": now - .seconds(1_200), "f1": now - .seconds(60)]
+        let plan = Retention.plan(agent: live, deployments: rows, now: now, policy: p, taskActivity: activity)
+        #expect(plan.expire.map(\.id) == ["i1"])
+        #expect(plan.nextCheck == now + .seconds(300), "p1's drain ends first, in 5 minutes")
+        // Once the drain is over, the same rows expire.
+        let later = Retention.plan(agent: live, deployments: rows, now: now + .seconds(600), policy: p, taskActivity: activity)
+        #expect(later.expire.map(\.id) == ["p1", "i1", "f1"])
+        // A deleted agent's tasks cannot be reached: nothing is held.
+        let gone = Retention.plan(agent: deleted, deployments: rows, now: now, policy: p, taskActivity: activity)
+        #expect(gone.expire.map(\.id) == ["p1", "i1", "f1"])
+    }
+
     @Test("the default policy keeps 5 previous productions and 20 others, a Failed one a day, a day to restore")
     func defaults() {
         let p = RetentionPolicy()
@@ -252,6 +270,7 @@ struct RetentionTests {
         #expect(p.retainInactive == 20)
         #expect(p.failedTTL == .seconds(86_400))
         #expect(p.deletionGrace == .seconds(86_400))
+        #expect(p.taskDrain == .seconds(3_600))
         let reasons: [ExpiryReason] = [.previousProductionLimit, .inactiveLimit, .failedTTL, .agentDeleted]
         #expect(reasons.map(\.rawValue) == ["PreviousProductionLimit", "InactiveLimit", "FailedTTL", "AgentDeleted"])
     }

@@ -192,14 +192,16 @@ struct HardeningTests {
             let (agentId, _) = try await h.readyDeployment("stall", "s1", pod: pod)
             _ = try await eventually("auto-promotion") { try await h.agent(named: "stall")?.productionDeploymentId }
             let start = ContinuousClock.now
-            let stalled = try await h.request(.POST, "/agents/\(agentId)/rpc", json: Self.rpc(["stall": true]))
+            let stalled = try await h.request(.POST, "/agents/\(agentId)/rpc", json: Self.rpc(["params": ["stall": true]]))
             #expect(stalled.status == 504, "\(stalled.text)")
             #expect(RPCRoutingTests.errorCode(stalled) == -32005)
             #expect(ContinuousClock.now - start < .seconds(5))
 
+            _ = try await h.readyDeployment("stall-sync", "s2", pod: pod, acpType: "sync")
+            _ = try await eventually("auto-promotion") { try await h.agent(named: "stall-sync")?.productionDeploymentId }
             let streamStart = ContinuousClock.now
-            let request = "POST /agents/\(agentId)/rpc HTTP/1.1\r\nHost: x\r\nContent-Length: 55\r\n\r\n"
-                + #"{"method":"task/create","params":{"stall_stream":true}}"#
+            let body = #"{"method":"message/send","params":{"stream":true,"content":{"type":"text","content":"x","stall_stream":true}}}"#
+            let request = "POST /agents/name/stall-sync/rpc HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
             let stream = try await RawHTTP.exchange(port: h.port, request, timeout: .seconds(10))
             #expect(stream.status == 200)
             #expect(stream.body.contains(#""line":1"#), "the first line arrived: \(stream.body)")

@@ -11,6 +11,12 @@ struct RPCRoutingTests {
         ["jsonrpc": "2.0", "id": id, "method": .string(method), "params": params]
     }
 
+    /// A streamed `message/send`; `knobs` (the stand-in's behaviour) travel inside the content object.
+    static func streamedMessage(_ knobs: [String: JSONValue] = [:]) -> JSONValue {
+        let content: [String: JSONValue] = ["type": "text", "author": "user", "content": "hi"]
+        return rpc("message/send", params: ["stream": true, "content": .object(content.merging(knobs) { $1 })])
+    }
+
     static func errorCode(_ reply: Harness.Reply) -> Int? {
         if case .number(let n)? = reply.json["error"]?["code"] { return Int(n) }
         return nil
@@ -31,7 +37,6 @@ struct RPCRoutingTests {
             #expect(byId.status == 200)
             #expect(byId.headers.first(name: "x-cutover-deployment-id") == "blue")
             #expect(byId.json["id"] == "abc", "the JSON-RPC id is preserved")
-            #expect(byId.headers.first(name: "x-agent-says") == "hello", "agent headers pass through")
             let byName = try await h.request(.POST, "/agents/name/router/rpc", json: Self.rpc())
             #expect(byName.headers.first(name: "x-cutover-deployment-id") == "blue")
             #expect(blue.calls.count == 2)
@@ -133,7 +138,9 @@ struct RPCRoutingTests {
             try await h.request(.POST, "/agents/\(agentId)/rpc", json: Self.rpc(), headers: [("x-request-id", "mine")])
             #expect(pod.calls.last?.headers["x-request-id"] == "mine")
             let body = try #require(pod.calls.last?.body)
-            #expect(try JSONCodec.parse(body.readableBytesView) == Self.rpc(), "the body is forwarded as received")
+            let envelope = try JSONCodec.parse(body.readableBytesView).objectValue ?? [:]
+            #expect(envelope["id"]?.stringValue?.hasPrefix("task/create-") == true, "the platform's envelope: \(envelope)")
+            #expect(envelope["params"]?.objectValue?["agent"]?.objectValue?["id"] == .string(agentId))
         }
     }
 
@@ -142,11 +149,11 @@ struct RPCRoutingTests {
         let pod = try await AgentStandIn.start()
         defer { Task { await pod.stop() } }
         try await Harness.with(backend) { h in
-            let (agentId, _) = try await h.readyDeployment("streamer", "s1", pod: pod)
+            let (agentId, _) = try await h.readyDeployment("streamer", "s1", pod: pod, acpType: "sync")
             _ = try await eventually("auto-promotion") { try await h.agent(named: "streamer")?.productionDeploymentId }
             var request = HTTPClientRequest(url: h.baseURL + "/agents/\(agentId)/rpc")
             request.method = .POST
-            request.body = .bytes(ByteBuffer(bytes: JSONCodec.serialize(Self.rpc(params: ["stream": true]))))
+            request.body = .bytes(ByteBuffer(bytes: JSONCodec.serialize(Self.streamedMessage())))
             let response = try await Harness.http.execute(request, timeout: .seconds(10))
             #expect(response.headers.first(name: "content-type") == "application/x-ndjson")
             var received = ""
@@ -165,17 +172,17 @@ struct RPCRoutingTests {
         let pod = try await AgentStandIn.start()
         defer { Task { await pod.stop() } }
         try await Harness.with(backend) { h in
-            let (agentId, _) = try await h.readyDeployment("dripper", "d1", pod: pod)
+            let (agentId, _) = try await h.readyDeployment("dripper", "d1", pod: pod, acpType: "sync")
             _ = try await eventually("auto-promotion") { try await h.agent(named: "dripper")?.productionDeploymentId }
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
             var request = HTTPClientRequest(url: h.baseURL + "/agents/\(agentId)/rpc")
             request.method = .POST
-            request.body = .bytes(ByteBuffer(bytes: JSONCodec.serialize(Self.rpc(params: ["drip": true]))))
+            request.body = .bytes(ByteBuffer(bytes: JSONCodec.serialize(Self.streamedMessage(["drip": true]))))
             let response = try await client.execute(request, timeout: .seconds(10))
-            #expect(response.headers.first(name: "content-type") == "text/event-stream")
+            #expect(response.headers.first(name: "content-type") == "application/x-ndjson")
             var iterator = response.body.makeAsyncIterator()
             let first = try await iterator.next()
-            #expect(first.map { String(buffer: $0) }?.hasPrefix("data: 0") == true)
+            #expect(first.map { String(buffer: $0) }?.contains(#""drip":0"#) == true)
             try await client.shutdown()  // the caller goes away mid-stream
             // The agent's stream stops soon after, well before its 200 lines (4 s).
             let stopped = try await eventually(within: .seconds(3), "the upstream stream to be cancelled") { () -> Int? in
@@ -203,7 +210,7 @@ struct RPCRoutingTests {
             #expect(Self.errorCode(unreachable) == -32003)
             #expect(unreachable.json["id"] == 9)
             #expect(unreachable.json["error"]?["data"]?["deployment"] == "dead")
-            let timeout = try await h.request(.POST, "/agents/\(slowAgent)/rpc", json: Self.rpc(params: ["sleep_ms": 2000]))
+            let timeout = try await h.request(.POST, "/agents/\(slowAgent)/rpc", json: Self.rpc(params: ["params": ["sleep_ms": 2000]]))
             #expect(timeout.status == 504)
             #expect(Self.errorCode(timeout) == -32005)
             #expect(timeout.json["error"]?["data"]?["deployment"] == "slow")
@@ -256,9 +263,11 @@ struct RPCRoutingTests {
                 #expect(change.status == 200)
                 #expect(change["id"] == .string(target))
                 let marker = "round-\(round)"
-                let reply = try await h.request(.POST, "/agents/\(agentId)/rpc", json: Self.rpc(params: ["marker": .string(marker)]))
+                let reply = try await h.request(.POST, "/agents/\(agentId)/rpc", json: Self.rpc(params: ["params": ["marker": .string(marker)]]))
                 if reply.headers.first(name: "x-cutover-deployment-id") != target { misrouted.append(marker) }
-                let reached = pod.calls.contains { (try? JSONCodec.parse($0.body.readableBytesView))?["params"]?["marker"] == .string(marker) }
+                let reached = pod.calls.contains {
+                    (try? JSONCodec.parse($0.body.readableBytesView))?["params"]?["params"]?["marker"] == .string(marker)
+                }
                 if !reached { misrouted.append("\(marker) did not reach \(target)") }
             }
             background.cancel()

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CutoverCore
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -181,7 +182,7 @@ struct ServeCommandTests {
             if line.hasPrefix("  -") { blocks.append(String(line)) } else if !blocks.isEmpty { blocks[blocks.count - 1] += " " + line }
         }
         let options = blocks.filter { !$0.contains("--help") }.map { $0.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
-        #expect(options.count == 21, "\(options)")
+        #expect(options.count == 23, "\(options)")
         for option in options {
             #expect(option.contains("(default: ") && option.contains("env: CUTOVER_"), "\(option)")
         }
@@ -313,7 +314,7 @@ struct ServeCommandTests {
         _ = await log.waitForEnd(within: .seconds(5))
         let lines = log.text.split(separator: "\n")
         #expect(lines.filter { $0.contains("listening") }.count == 1, "\(log.text)")
-        #expect(lines.contains { $0.contains(#""migrations_applied":"1,2,3""#) }, "a plain list, not \"[1, 2, 3]\": \(log.text)")
+        #expect(lines.contains { $0.contains(#""migrations_applied":"1,2,3,4""#) }, "a plain list, not \"[1, 2, 3, 4]\": \(log.text)")
     }
 
     @Test(.enabled(if: built))
@@ -405,18 +406,19 @@ struct DemoAgentTests {
             }
             #expect(production == "demo-1")
             let agentId = try #require(try await h.agent(named: "demo")?.id)
+            let hi: JSONValue = ["type": "text", "author": "user", "content": "hi there"]
             let echo = try await h.request(.POST, "/agents/\(agentId)/rpc", json: [
-                "jsonrpc": "2.0", "id": 3, "method": "message/send", "params": ["content": "hi"],
-            ], headers: [("x-demo", "1")])
-            #expect(echo.status == 200)
-            #expect(echo.json["result"]?["method"] == "message/send")
-            #expect(echo.json["result"]?["deployment"] == "demo-1")
-            #expect(echo.json["result"]?["headers"]?["x-demo"] == "1")
+                "jsonrpc": "2.0", "id": 3, "method": "message/send", "params": ["content": hi],
+            ])
+            #expect(echo.status == 200, "\(echo.text)")
+            #expect(echo.json["id"] == 3)
+            let messages: [JSONValue] = if case .array(let items)? = echo.json["result"] { items } else { [] }
+            #expect(messages.first?["content"]?["content"] == "demo-1 heard: hi there")
             let stream = try await h.request(.POST, "/agents/name/demo/rpc", json: [
-                "id": "s", "method": "message/send", "params": ["stream": true],
+                "id": "s", "method": "message/send", "params": ["stream": true, "content": hi],
             ])
             #expect(stream.headers.first(name: "content-type") == "application/x-ndjson")
-            #expect(stream.text.split(separator: "\n").count == 3)
+            #expect(stream.text.split(separator: "\n").count == 5, "four words, then the whole message: \(stream.text)")
         }
     }
 

@@ -50,6 +50,14 @@ struct ServerSettingsTests {
         #expect(flagged.adminTokens == ["z"])
     }
 
+    @Test func taskAffinityIsOnAndTheDrainAnHourUnlessSet() throws {
+        let defaults = try Self.resolve { _ in }
+        #expect(defaults.taskAffinity && defaults.retention.taskDrain == .seconds(3600))
+        let set = try Self.resolve({ $0.taskAffinity = "off" }, env: ["CUTOVER_TASK_DRAIN": "10m"])
+        #expect(!set.taskAffinity && set.retention.taskDrain == .seconds(600))
+        #expect(try Self.resolve(env: ["CUTOVER_TASK_AFFINITY": "off"]).taskAffinity == false)
+    }
+
     @Test func theDeletionGraceIsRetentionsGraceToo() throws {
         let s = try Self.resolve { $0.deletionGrace = "2h" }
         #expect(s.deletionGrace == .seconds(7200) && s.retention.deletionGrace == .seconds(7200))
@@ -64,6 +72,8 @@ struct ServerSettingsTests {
         case "listen": i.listen = value
         case "auto-promote": i.autoPromote = value
         case "database-url": i.databaseURL = value
+        case "task-affinity": i.taskAffinity = value
+        case "task-drain": i.taskDrain = value
         default: Issue.record("unknown flag \(flag)")
         }
     }
@@ -76,6 +86,8 @@ struct ServerSettingsTests {
         ("listen", "nohost", "--listen 'nohost' must be host:port"),
         ("auto-promote", "always", "--auto-promote 'always' must be one of first, never"),
         ("database-url", "mysql://x", "--database-url: expected sqlite://PATH"),
+        ("task-affinity", "sometimes", "--task-affinity 'sometimes' must be on or off"),
+        ("task-drain", "0s", "--task-drain '0s' must be positive"),
     ])
     func badFlagsAreNamed(_ flag: String, _ value: String, _ message: String) {
         let problem = Self.problem { Self.set(flag, value, &$0) }

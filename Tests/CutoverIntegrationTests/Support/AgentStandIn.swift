@@ -95,17 +95,21 @@ final class AgentStandIn: Sendable {
             for field in request.headers { headers[field.name.canonicalName] = .string(field.value) }
             let call = RecordedCall(body: body, headers: headers, method: rpc["method"]?.stringValue ?? "")
             state.calls.withLock { $0.append(call) }
-            let params = rpc["params"]?.objectValue ?? [:]
+            // Knobs come in the client's params when a body is passed through, and inside the platform's
+            // envelope otherwise: task/create's task params, or message/send's content object.
+            let outer = rpc["params"]?.objectValue ?? [:]
+            let params = outer.merging(outer["params"]?.objectValue ?? [:]) { a, _ in a }
+                .merging(outer["content"]?.objectValue ?? [:]) { a, _ in a }
             if case .number(let ms)? = params["sleep_ms"] { try await Task.sleep(for: .milliseconds(Int(ms))) }
             let id = rpc["id"] ?? .null
             if params["drip"] == .bool(true) {
                 // A long stream: a line every 20 ms, counting the lines that were written before the
                 // connection went away.
                 return Response(
-                    status: .ok, headers: [.contentType: "text/event-stream"],
+                    status: .ok, headers: [.contentType: "application/x-ndjson"],
                     body: .init { writer in
                         for n in 0..<200 {
-                            try await writer.write(ByteBuffer(string: "data: \(n)\n\n"))
+                            try await writer.write(ByteBuffer(string: JSONCodec.string(["id": id, "result": ["drip": .number(Double(n))]]) + "\n"))
                             state.dripped.withLock { $0 = n + 1 }
                             try await Task.sleep(for: .milliseconds(20))
                         }

@@ -46,6 +46,7 @@ final class Harness: Sendable {
         var allowedHosts = HostAllowlist.any
         var runController = true
         var rpcTimeout: Duration = .seconds(10)
+        var taskAffinity = true
         var gcInterval: Duration = .seconds(60)
         var clock: any ControllerClock = SystemClock()
         /// false: no server socket; requests go through the router directly (controllers do not run).
@@ -101,6 +102,7 @@ final class Harness: Sendable {
         app.auth = options.auth
         app.allowedHosts = options.allowedHosts
         app.rpcTimeout = options.rpcTimeout
+        app.taskAffinity = options.taskAffinity
         app.gcInterval = options.gcInterval
         app.backoff = Backoff(base: .milliseconds(20), cap: .milliseconds(200))
         app.clock = options.clock
@@ -272,8 +274,10 @@ final class Harness: Sendable {
 
     /// A deployment registered to a healthy stand-in and waited to `Ready`.
     @discardableResult
-    func readyDeployment(_ name: String, _ id: String, pod: AgentStandIn) async throws -> (agentId: String, Deployment) {
-        let reply = try await register(name, url: pod.url, deploymentId: id)
+    func readyDeployment(
+        _ name: String, _ id: String, pod: AgentStandIn, acpType: String = "async"
+    ) async throws -> (agentId: String, Deployment) {
+        let reply = try await register(name, url: pod.url, deploymentId: id, acpType: acpType)
         guard reply.status == 200, let agentId = reply["id"]?.stringValue else {
             throw TestFailure("registration failed: \(reply.status) \(reply.text)")
         }

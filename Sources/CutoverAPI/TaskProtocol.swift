@@ -1,0 +1,369 @@
+import AsyncHTTPClient
+import CutoverCore
+import CutoverRouting
+import CutoverStore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The task methods around an RPC, as Agentex's platform does them: find or create the task and write
+/// what the call records, pick the deployment (a task follows the deployment that owns it while that one
+/// is Ready), send the pod the platform's envelope, and answer in Agentex's shapes. The proxy underneath
+/// stays a byte pipe.
+struct TaskProtocol: Sendable {
+    let deps: APIDependencies
+    let proxy: RPCProxy
+    /// Calls naming an existing task go to the deployment that owns it while it can serve.
+    var affinity: Bool = true
+    /// The most a non-streamed answer of the pod may hold.
+    static let answerLimit = 10 << 20
+
+    /// Where a call goes: a deployment (nil for the agent's legacy URL) at `url`.
+    struct Target: Sendable {
+        var deploymentId: String?
+        var url: String
+        var label: String { deploymentId ?? "legacy" }
+    }
+
+    /// What the first unit of work found and wrote.
+    private struct Prepared: Sendable {
+        var agent: JSONValue
+        var task: AgentTask
+        var target: Target
+        var event: TaskEvent?
+        /// The call made the task (rather than finding one of that name).
+        var isNew = false
+    }
+
+    /// `pinned`: the preview route, whose deployment the caller chose; affinity never overrides it.
+    func handle(
+        _ call: TaskCall, clientId: JSONValue, route: AgentRoute, target: Target, pinned: Bool,
+        headers: [(String, String)], data: [String: JSONValue]
+    ) async throws -> Response {
+        let prepared = try await prepare(call, route: route, target: target, pinned: pinned, data: data)
+        var data = data
+        if let deployment = prepared.target.deploymentId { data["deployment"] = .string(deployment) }
+        data["task"] = .string(prepared.task.id)
+        switch call.method {
+        case .create:
+            // A sync agent's tasks are the platform's alone. A task of that name that already exists is
+            // returned as it is: its agent saw it created once, and a second task/create would run the
+            // pod's set-up again. Only a FAILED one is sent again, to retry.
+            if route.acpType == .sync || (!prepared.isNew && prepared.task.status != .failed) {
+                return answer(clientId, TaskWire.task(prepared.task), prepared.target)
+            }
+            do {
+                _ = try await forward(call, prepared, headers: headers, data: data).single()
+            } catch let failure as JSONRPC.Failure {
+                try await setStatus(prepared.task.id, .failed, reason: failure.message, from: nil)
+                throw failure
+            }
+            let task = try await setStatus(prepared.task.id, .running, reason: nil, from: [.failed]) ?? prepared.task
+            return answer(clientId, TaskWire.task(task), prepared.target)
+        case .eventSend:
+            _ = try await forward(call, prepared, headers: headers, data: data).single()
+            return answer(clientId, TaskWire.event(prepared.event!), prepared.target)
+        case .cancel:
+            _ = try await forward(call, prepared, headers: headers, data: data).single()
+            let task = try await setStatus(
+                prepared.task.id, .canceled, reason: "Task canceled by user", from: [.running, .interrupted])
+            return answer(clientId, TaskWire.task(task ?? prepared.task), prepared.target)
+        case .interrupt:
+            _ = try await forward(call, prepared, headers: headers, data: data).single()
+            let task = try await deps.store.read { try await $0.task(id: prepared.task.id) } ?? prepared.task
+            return answer(clientId, TaskWire.task(task), prepared.target)
+        case .messageSend:
+            let upstream = try await forward(call, prepared, headers: headers, data: data)
+            if call.stream { return streamMessages(upstream, clientId: clientId, prepared) }
+            var stream = MessageStream()
+            for line in try await upstream.lines() { _ = stream.consume(line) }
+            _ = stream.finish()
+            let messages = try await storeAgentMessages(stream.contents, taskId: prepared.task.id)
+            return answer(clientId, .array(messages.map(TaskWire.message)), prepared.target)
+        }
+    }
+
+    // MARK: The first unit of work
+
+    private func prepare(
+        _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool, data: [String: JSONValue]
+    ) async throws -> Prepared {
+        let affinity = self.affinity
+        return try await deps.store.transaction(dryRun: false) { tx in
+            // The agent's row lock orders every task write of the agent, as it does deployments'.
+            guard let agent = try await tx.agent(id: route.agentId, lock: true) else {
+                throw JSONRPC.Failure(.notFound, 404, "agent '\(route.name)' not found", data: data)
+            }
+            let now = Timestamp.now()
+            var existing: AgentTask?
+            switch call.task {
+            case .id(let id)?: existing = try await tx.task(id: id, lock: true)
+            case .name(let name)?: existing = try await tx.task(name: name, lock: true)
+            case nil: if let name = call.name { existing = try await tx.task(name: name, lock: true) }
+            }
+            if let task = existing, task.agentId != agent.id { existing = nil }
+            if existing == nil, let ref = call.task, call.method != .messageSend || { if case .id = ref { true } else { false } }() {
+                let text = switch ref { case .id(let id): id; case .name(let name): name }
+                throw JSONRPC.Failure(.notFound, 404, "task '\(text)' not found for agent '\(route.name)'", data: data)
+            }
+
+            var target = target
+            var task: AgentTask
+            let isNew = existing == nil
+            if var found = existing {
+                if affinity, !pinned, let owner = found.deploymentId, owner != target.deploymentId {
+                    let owning = try await tx.deployment(id: owner)
+                    if let d = owning, d.agentId == agent.id, d.status == .ready, !d.isDeleted, let url = d.acpURL {
+                        target = Target(deploymentId: owner, url: url)
+                    } else {
+                        let why = owning.map { $0.isDeleted ? "deleted" : $0.status.rawValue } ?? "gone"
+                        found.deploymentId = target.deploymentId
+                        found.updatedAt = now
+                        try await tx.appendEvents(
+                            agentId: agent.id,
+                            [EventDraft(
+                                deploymentId: target.deploymentId, type: .taskMoved, reason: "OwnerUnavailable",
+                                message: "task '\(found.id)' moved from '\(owner)' (\(why)) to '\(target.label)'")],
+                            actor: .controller, at: now)
+                    }
+                }
+                if call.method == .create || call.method == .messageSend, let params = call.params, params != found.params {
+                    found.params = params
+                    found.updatedAt = now
+                }
+                if call.method == .messageSend || call.method == .eventSend, found.status == .interrupted {
+                    found.status = .running
+                    found.updatedAt = now
+                }
+                if found != existing { try await tx.updateTask(found) }
+                task = found
+            } else {
+                task = AgentTask(
+                    id: Identifiers.uuid(), agentId: agent.id, deploymentId: target.deploymentId,
+                    name: call.name ?? { if case .name(let n)? = call.task { n } else { nil } }(),
+                    statusReason: "Task created, forwarding to the agent", params: call.params,
+                    taskMetadata: call.taskMetadata, createdAt: now, updatedAt: now)
+                try await tx.insertTask(task)
+            }
+
+            var event: TaskEvent?
+            switch call.method {
+            case .messageSend:
+                if let content = call.content {
+                    try await tx.insertTaskMessage(TaskMessage(
+                        id: Identifiers.uuid(), taskId: task.id, content: .object(content), streamingStatus: .done,
+                        createdAt: now, updatedAt: now))
+                }
+            case .eventSend:
+                // As Agentex does: what the user says in an event is part of the conversation.
+                if let content = call.content, content["author"]?.stringValue == "user" {
+                    try await tx.insertTaskMessage(TaskMessage(
+                        id: Identifiers.uuid(), taskId: task.id, content: .object(content), streamingStatus: .done,
+                        createdAt: now, updatedAt: now))
+                }
+                event = try await tx.appendTaskEvent(taskId: task.id, agentId: agent.id, content: call.content.map(JSONValue.object), at: now)
+            case .create, .cancel, .interrupt:
+                break
+            }
+            return Prepared(agent: Wire.agent(agent), task: task, target: target, event: event, isNew: isNew)
+        }
+    }
+
+    // MARK: Forwarding
+
+    /// The pod's answer: one JSON-RPC response, or (message/send) one per line.
+    struct Upstream: Sendable {
+        var response: ProxiedResponse
+        var data: [String: JSONValue]
+
+        /// Every JSON-RPC response of the answer, in order; a JSON-RPC error in any of them fails the call.
+        func lines() async throws -> [JSONValue] {
+            var buffer: ByteBuffer
+            switch response.body {
+            case .complete(let whole): buffer = whole
+            case .stream(var stream):
+                stream.onStall = { RPCMetrics.streamsCut.increment() }
+                buffer = ByteBuffer()
+                do {
+                    for try await chunk in stream {
+                        guard buffer.readableBytes + chunk.readableBytes <= TaskProtocol.answerLimit else {
+                            throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent's answer is larger than 10 MiB", data: data)
+                        }
+                        var chunk = chunk
+                        buffer.writeBuffer(&chunk)
+                    }
+                } catch let failure as JSONRPC.Failure {
+                    throw failure
+                } catch let error as HTTPClientError where error == .readTimeout || error == .deadlineExceeded {
+                    throw JSONRPC.Failure(.upstreamTimeout, 504, "the agent fell silent in the middle of its answer", data: data)
+                } catch {
+                    throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent's answer broke off: \(error)", data: data)
+                }
+            }
+            var results: [JSONValue] = []
+            for line in buffer.readableBytesView.split(separator: UInt8(ascii: "\n")) where !line.allSatisfy({ $0 == 32 || $0 == 13 }) {
+                results.append(try result(of: line))
+            }
+            return results
+        }
+
+        func single() async throws -> JSONValue {
+            try await lines().last ?? .null
+        }
+
+        /// The `result` of one JSON-RPC response line of the pod.
+        func result<Bytes: Collection<UInt8>>(of line: Bytes) throws -> JSONValue {
+            guard (200..<300).contains(response.status) else {
+                throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent answered HTTP \(response.status)", data: data)
+            }
+            guard let object = (try? JSONCodec.parse(line))?.objectValue else {
+                throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent's answer is not a JSON-RPC response", data: data)
+            }
+            if let error = object["error"]?.objectValue {
+                var detail = data
+                detail["agent_error"] = .object(error)
+                throw JSONRPC.Failure(
+                    .upstreamUnreachable, 502, "the agent answered with an error: \(error["message"]?.stringValue ?? "unknown")",
+                    data: detail)
+            }
+            return object["result"] ?? .null
+        }
+    }
+
+    private func forward(_ call: TaskCall, _ p: Prepared, headers: [(String, String)], data: [String: JSONValue]) async throws -> Upstream {
+        var params: [String: JSONValue] = ["agent": p.agent, "task": TaskWire.task(p.task)]
+        switch call.method {
+        case .create: params["params"] = call.params.map(JSONValue.object) ?? .null
+        case .messageSend:
+            params["content"] = call.content.map(JSONValue.object) ?? .null
+            params["stream"] = .bool(call.stream)
+        case .eventSend: params["event"] = p.event.map(TaskWire.event) ?? .null
+        case .cancel, .interrupt: break
+        }
+        let envelope: JSONValue = [
+            "jsonrpc": "2.0", "id": .string("\(call.method.rawValue)-\(p.task.id)"), "method": .string(call.method.rawValue),
+            "params": .object(params),
+        ]
+        let response = try await proxy.forward(
+            body: ByteBuffer(bytes: JSONCodec.serialize(envelope)), to: p.target.url, headers: headers, errorData: data)
+        return Upstream(response: response, data: data)
+    }
+
+    // MARK: Answers and later writes
+
+    private func answer(_ clientId: JSONValue, _ result: JSONValue, _ target: Target) -> Response {
+        var response = Wire.response(["jsonrpc": "2.0", "id": clientId, "result": result])
+        response.headers[.deploymentId] = target.label
+        return response
+    }
+
+    /// Sets the task's status when it is one of `from` (any when nil); the task as it now is.
+    @discardableResult
+    private func setStatus(_ taskId: String, _ status: TaskStatus, reason: String?, from: Set<TaskStatus>?) async throws -> AgentTask? {
+        try await deps.store.transaction(dryRun: false) { tx in
+            guard var task = try await tx.task(id: taskId, lock: true) else { return nil }
+            if let from, !from.contains(task.status) { return task }
+            task.status = status
+            task.statusReason = reason
+            task.updatedAt = .now()
+            try await tx.updateTask(task)
+            return task
+        }
+    }
+
+    private func storeAgentMessages(_ contents: [JSONValue], taskId: String) async throws -> [TaskMessage] {
+        guard !contents.isEmpty else { return [] }
+        return try await deps.store.transaction(dryRun: false) { tx in
+            let now = Timestamp.now()
+            var messages: [TaskMessage] = []
+            for content in contents {
+                let message = TaskMessage(
+                    id: Identifiers.uuid(), taskId: taskId, content: content, streamingStatus: .done, createdAt: now, updatedAt: now)
+                try await tx.insertTaskMessage(message)
+                messages.append(message)
+            }
+            return messages
+        }
+    }
+
+    /// A streamed `message/send`: each line of the pod reaches the client as it arrives, re-addressed to
+    /// the client's id, with the stored message as its `parent_task_message`; messages are written when
+    /// they appear and when they complete.
+    private func streamMessages(_ upstream: Upstream, clientId: JSONValue, _ p: Prepared) -> Response {
+        let store = deps.store
+        let taskId = p.task.id
+        let body = ResponseBody { writer in
+            var stream = MessageStream()
+            var stored: [Int: TaskMessage] = [:]
+            func apply(_ actions: [MessageStream.Action]) async throws {
+                guard !actions.isEmpty else { return }
+                let now = Timestamp.now()
+                var writes: [(TaskMessage, Bool)] = []
+                for action in actions {
+                    switch action {
+                    case .create(let index, let content, let done):
+                        let message = TaskMessage(
+                            id: Identifiers.uuid(), taskId: taskId, content: content,
+                            streamingStatus: done ? .done : .inProgress, createdAt: now, updatedAt: now)
+                        stored[index] = message
+                        writes.append((message, true))
+                    case .complete(let index, let content):
+                        guard var message = stored[index] else { continue }
+                        message.content = content
+                        message.streamingStatus = .done
+                        message.updatedAt = now
+                        stored[index] = message
+                        writes.append((message, false))
+                    }
+                }
+                let batch = writes
+                try await store.transaction(dryRun: false) { tx in
+                    for (message, isNew) in batch {
+                        if isNew { try await tx.insertTaskMessage(message) } else { try await tx.updateTaskMessage(message) }
+                    }
+                }
+            }
+            func send(_ value: JSONValue) async throws {
+                var buffer = ByteBuffer(bytes: JSONCodec.serialize(value))
+                buffer.writeInteger(UInt8(ascii: "\n"))
+                try await writer.write(buffer)
+            }
+            var pending: [UInt8] = []
+            func handle(_ line: ArraySlice<UInt8>) async throws {
+                guard !line.allSatisfy({ $0 == 32 || $0 == 13 }) else { return }
+                let update: JSONValue
+                do {
+                    update = try upstream.result(of: line)
+                } catch let failure as JSONRPC.Failure {
+                    try await send(failure.body(id: clientId))
+                    return
+                }
+                try await apply(stream.consume(update))
+                var result = update.objectValue ?? [:]
+                let index = result["index"].flatMap { if case .number(let n) = $0 { Int(exactly: n) } else { nil } } ?? 0
+                if let parent = stored[index] { result["parent_task_message"] = TaskWire.message(parent) }
+                try await send(["jsonrpc": "2.0", "id": clientId, "result": .object(result)])
+            }
+            switch upstream.response.body {
+            case .complete(let whole):
+                pending = Array(whole.readableBytesView)
+            case .stream(var chunks):
+                chunks.onStall = { RPCMetrics.streamsCut.increment() }
+                for try await chunk in chunks {
+                    pending += chunk.readableBytesView
+                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        let line = pending[..<newline]
+                        try await handle(line)
+                        pending.removeSubrange(...newline)
+                    }
+                }
+            }
+            for line in pending.split(separator: UInt8(ascii: "\n")) { try await handle(line) }
+            try await apply(stream.finish())
+            try await writer.finish(nil)
+        }
+        var headers: HTTPFields = [.contentType: "application/x-ndjson"]
+        headers[.deploymentId] = p.target.label
+        return Response(status: .ok, headers: headers, body: body)
+    }
+}

@@ -1,0 +1,218 @@
+import CutoverCore
+import CutoverStore
+import Testing
+
+/// The task methods of the `/rpc` routes against a pod that validates and answers like an agentex-sdk pod.
+@Suite("Task protocol over RPC")
+struct TaskRPCTests {
+    func rpc(_ method: String, _ params: JSONValue) -> JSONValue { ["method": .string(method), "params": params] }
+
+    func tasks(_ h: Harness) async throws -> [AgentTask] {
+        try await h.store.read { try await $0.listTasks(TaskFilter(), page: Page(limit: 1000, orderBy: "created_at", direction: .asc)) }
+    }
+
+    @Test(arguments: Backend.all)
+    func anAsyncAgentsTaskLifeCarriesThePlatformEnvelope(_ backend: Backend) async throws {
+        let pod = try await SDKPodStandIn.start()
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none))) { h in
+            let agentId = try #require(try await h.register("asyncbot", url: pod.url, deploymentId: "a1")["id"]?.stringValue)
+            _ = try await eventually("a1 in production") { try await h.agent(named: "asyncbot")?.productionDeploymentId }
+
+            let created = try await h.request(.POST, "/agents/name/asyncbot/rpc", json: rpc("task/create", ["name": "job-1", "params": ["n": 1]]))
+            #expect(created.status == 200, "\(created.text)")
+            #expect(created.headers.first(name: "x-cutover-deployment-id") == "a1")
+            let task = try #require(created["result"]?.objectValue)
+            let taskId = try #require(task["id"]?.stringValue)
+            #expect(task["name"] == "job-1")
+            #expect(task["status"] == "RUNNING")
+            #expect(created["id"] == .null, "the client's id (none) is echoed")
+
+            let envelope = try #require(pod.calls.last)
+            #expect(envelope.method == "task/create")
+            #expect(envelope.envelope["id"] == .string("task/create-\(taskId)"))
+            #expect(envelope.params["agent"]?.objectValue?["id"] == .string(agentId))
+            #expect(envelope.params["task"]?.objectValue?["id"] == .string(taskId))
+            #expect(envelope.params["params"] == ["n": 1])
+            #expect(envelope.headers["x-agent-api-key"] != nil)
+
+            let forwarded = pod.calls.count
+            let again = try await h.request(.POST, "/agents/name/asyncbot/rpc", json: rpc("task/create", ["name": "job-1"]))
+            #expect(again["result"]?.objectValue?["id"] == .string(taskId), "a task of that name is reused")
+            #expect(pod.calls.count == forwarded, "and not created on the pod a second time")
+
+            for n in 1...3 {
+                let sent = try await h.request(
+                    .POST, "/agents/\(agentId)/rpc",
+                    json: ["jsonrpc": "2.0", "id": .number(Double(n)), "method": "event/send",
+                           "params": ["task_id": .string(taskId), "content": ["type": "text", "author": "user", "content": .string("hi \(n)")]]])
+                #expect(sent.status == 200, "\(sent.text)")
+                #expect(sent["id"] == .number(Double(n)))
+                #expect(sent["result"]?.objectValue?["sequence_id"] == .number(Double(n)))
+                #expect(sent["result"]?.objectValue?["task_id"] == .string(taskId))
+                #expect(pod.calls.last?.params["event"]?.objectValue?["sequence_id"] == .number(Double(n)))
+            }
+            let messages = try await h.get("/messages?task_id=\(taskId)&order_direction=asc")
+            #expect(messages.array.compactMap { $0["content"]?.objectValue?["content"]?.stringValue } == ["hi 1", "hi 2", "hi 3"],
+                    "what the user says in an event is stored as a message")
+
+            let canceled = try await h.request(.POST, "/agents/\(agentId)/rpc", json: rpc("task/cancel", ["task_name": "job-1"]))
+            #expect(canceled["result"]?.objectValue?["status"] == "CANCELED")
+            #expect(pod.calls.last?.method == "task/cancel")
+            #expect(pod.calls.last?.params["task"]?.objectValue?["status"] == "RUNNING", "the pod sees the task before it is canceled")
+
+            let interrupted = try await h.request(.POST, "/agents/\(agentId)/rpc", json: rpc("task/interrupt", ["task_id": .string(taskId)]))
+            #expect(interrupted.status == 502, "a default pod has no task/interrupt handler: \(interrupted.text)")
+            #expect(interrupted["error"]?.objectValue?["message"]?.stringValue?.contains("not found") == true)
+        }
+    }
+
+    @Test(arguments: Backend.all)
+    func aSyncAgentAnswersMessagesWholeOrStreamedAndTheyAreStored(_ backend: Backend) async throws {
+        let pod = try await SDKPodStandIn.start()
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none))) { h in
+            _ = try await h.register("syncbot", url: pod.url, deploymentId: "s1", acpType: "sync")
+            _ = try await eventually("s1 in production") { try await h.agent(named: "syncbot")?.productionDeploymentId }
+
+            let created = try await h.request(.POST, "/agents/name/syncbot/rpc", json: rpc("task/create", ["name": "chat"]))
+            #expect(created["result"]?.objectValue?["status"] == "RUNNING")
+            #expect(pod.calls.isEmpty, "a sync agent's task/create is the platform's alone")
+
+            let whole = try await h.request(
+                .POST, "/agents/name/syncbot/rpc",
+                json: rpc("message/send", ["task_name": "chat", "content": ["type": "text", "author": "user", "content": "hello there"]]))
+            #expect(whole.status == 200, "\(whole.text)")
+            #expect(!whole.text.dropLast().contains("\n"), "one line: the client reads the answer line by line")
+            let answer: [JSONValue] = if case .array(let items)? = whole["result"] { items } else { [] }
+            #expect(answer.count == 1)
+            #expect(answer.first?["content"]?.objectValue?["content"] == "echo: hello there")
+            #expect(answer.first?["streaming_status"] == "DONE")
+            #expect(pod.calls.last?.params["stream"] == .bool(false))
+
+            let streamed = try await h.request(
+                .POST, "/agents/name/syncbot/rpc",
+                json: ["id": "req-7", "method": "message/send",
+                       "params": ["task_name": "chat", "stream": true, "content": ["type": "text", "author": "user", "content": "one two three"]]])
+            #expect(streamed.status == 200)
+            #expect(streamed.headers.first(name: "content-type") == "application/x-ndjson")
+            let lines = streamed.text.split(separator: "\n").compactMap { try? JSONCodec.parse(String($0)) }
+            #expect(lines.count == 5, "three deltas (echo: one two three) and the full message: \(streamed.text)")
+            #expect(lines.allSatisfy { $0.objectValue?["id"] == "req-7" })
+            #expect(lines.allSatisfy { $0.objectValue?["result"]?.objectValue?["parent_task_message"]?.objectValue?["id"] != nil })
+
+            let taskId = try #require(created["result"]?.objectValue?["id"]?.stringValue)
+            let stored = try await h.get("/messages?task_id=\(taskId)&order_direction=asc").array
+            #expect(stored.compactMap { $0["content"]?.objectValue?["content"]?.stringValue }
+                == ["hello there", "echo: hello there", "one two three", "echo: one two three"])
+            #expect(stored.allSatisfy { $0["streaming_status"] == "DONE" })
+        }
+    }
+
+    @Test(arguments: Backend.all)
+    func badTaskCallsAreRefusedBeforeAnythingIsWrittenOrForwarded(_ backend: Backend) async throws {
+        let pod = try await SDKPodStandIn.start()
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none))) { h in
+            _ = try await h.register("strictbot", url: pod.url, deploymentId: "x1")
+            _ = try await eventually("x1 in production") { try await h.agent(named: "strictbot")?.productionDeploymentId }
+            let before = try await h.snapshot()
+            let both = try await h.request(
+                .POST, "/agents/name/strictbot/rpc", json: ["id": 3, "method": "event/send", "params": ["task_id": "a", "task_name": "b"]])
+            #expect(both.status == 400)
+            #expect(both["error"]?.objectValue?["code"] == .number(-32602))
+            #expect(both["id"] == .number(3))
+            let unknown = try await h.request(.POST, "/agents/name/strictbot/rpc", json: rpc("event/send", ["task_id": "no-such-task"]))
+            #expect(unknown.status == 404)
+            #expect(unknown["error"]?.objectValue?["code"] == .number(-32004))
+            #expect(unknown["error"]?.objectValue?["message"]?.stringValue?.contains("no-such-task") == true)
+            #expect(pod.calls.isEmpty, "nothing reached the pod")
+            #expect(try await tasks(h).isEmpty, "no task was written")
+            #expect(try await h.snapshot() == before)
+        }
+    }
+
+    @Test(arguments: Backend.all)
+    func aTaskFollowsItsDeploymentAcrossAPromotionAndMovesWhenItIsGone(_ backend: Backend) async throws {
+        let blue = try await SDKPodStandIn.start()
+        let green = try await SDKPodStandIn.start()
+        defer { Task { await blue.stop(); await green.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none))) { h in
+            let agentId = try #require(try await h.register("sticky", url: blue.url, deploymentId: "blue")["id"]?.stringValue)
+            _ = try await eventually("blue in production") { try await h.agent(named: "sticky")?.productionDeploymentId }
+            _ = try await h.register("sticky", url: green.url, deploymentId: "green")
+            _ = try await h.waitFor(agentId, "green", .ready)
+
+            let old = try await h.request(.POST, "/agents/\(agentId)/rpc", json: rpc("task/create", ["name": "long-job"]))
+            let oldId = try #require(old["result"]?.objectValue?["id"]?.stringValue)
+            #expect(try await h.post("/agents/\(agentId)/deployments/green/promote").status == 200)
+
+            let event: JSONValue = rpc("event/send", ["task_id": .string(oldId), "content": ["type": "text", "author": "user", "content": "next"]])
+            let followed = try await h.request(.POST, "/agents/\(agentId)/rpc", json: event)
+            #expect(followed.headers.first(name: "x-cutover-deployment-id") == "blue", "the task stays on the build that began it")
+            #expect(blue.calls.last?.method == "event/send")
+            let fresh = try await h.request(.POST, "/agents/\(agentId)/rpc", json: rpc("task/create", ["name": "new-job"]))
+            #expect(fresh.headers.first(name: "x-cutover-deployment-id") == "green", "new tasks go to production")
+
+            #expect(try await h.delete("/agents/\(agentId)/deployments/blue").status == 200)
+            let moved = try await h.request(.POST, "/agents/\(agentId)/rpc", json: event)
+            #expect(moved.status == 200, "\(moved.text)")
+            #expect(moved.headers.first(name: "x-cutover-deployment-id") == "green", "its owner is gone: it moves to the current route")
+            let task = try #require(try await h.store.read { try await $0.task(id: oldId) })
+            #expect(task.deploymentId == "green")
+            let trail = try await h.get("/agents/\(agentId)/events").array
+            let movedEvents = trail.filter { $0["type"] == "TaskMoved" }
+            #expect(movedEvents.count == 1)
+            #expect(movedEvents.first?["deployment_id"] == "green")
+            #expect(movedEvents.first?["message"]?.stringValue?.contains("blue") == true)
+        }
+    }
+
+    @Test(arguments: Backend.all)
+    func aDeploymentShowsItsRunningTasksAndRetentionHoldsItWhileOneIsActive(_ backend: Backend) async throws {
+        let blue = try await SDKPodStandIn.start()
+        let green = try await SDKPodStandIn.start()
+        defer { Task { await blue.stop(); await green.stop() } }
+        // No previous production is kept: only the task drain holds blue.
+        let retention = RetentionPolicy(retainPreviousProduction: 0, retainInactive: 0, deletionGrace: .seconds(3600), taskDrain: .seconds(3600))
+        try await Harness.with(backend, .init(policy: .init(probe: .none), retention: retention)) { h in
+            let agentId = try #require(try await h.register("drained", url: blue.url, deploymentId: "blue")["id"]?.stringValue)
+            _ = try await eventually("blue in production") { try await h.agent(named: "drained")?.productionDeploymentId }
+            _ = try await h.register("drained", url: green.url, deploymentId: "green")
+            _ = try await h.waitFor(agentId, "green", .ready)
+            let created = try await h.request(.POST, "/agents/\(agentId)/rpc", json: rpc("task/create", ["name": "long"]))
+            let taskId = try #require(created["result"]?.objectValue?["id"]?.stringValue)
+            #expect(try await h.get("/agents/\(agentId)/deployments/blue")["running_tasks"] == 1)
+            #expect(try await h.get("/agents/\(agentId)/deployments/green")["running_tasks"] == 0)
+            #expect(try await h.post("/agents/\(agentId)/deployments/green/promote").status == 200)
+
+            _ = try await h.retention.reconciler.reconcile(agentId)
+            let held = try #require(try await h.deployment(agentId, "blue"))
+            #expect(held.expiresAt == nil, "blue owns a running task: retention holds it")
+
+            let done = try await h.request(.POST, "/tasks/\(taskId)/complete", json: [:])
+            #expect(done.status == 200, "\(done.text)")
+            #expect(try await h.get("/agents/\(agentId)/deployments/blue")["running_tasks"] == 0)
+            _ = try await h.retention.reconciler.reconcile(agentId)
+            #expect(try await h.deployment(agentId, "blue")?.expiresAt != nil, "its task is done: blue expires")
+        }
+    }
+
+    @Test(arguments: Backend.all)
+    func withAffinityOffATaskFollowsProduction(_ backend: Backend) async throws {
+        let blue = try await SDKPodStandIn.start()
+        let green = try await SDKPodStandIn.start()
+        defer { Task { await blue.stop(); await green.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none), taskAffinity: false)) { h in
+            let agentId = try #require(try await h.register("loose", url: blue.url, deploymentId: "blue")["id"]?.stringValue)
+            _ = try await eventually("blue in production") { try await h.agent(named: "loose")?.productionDeploymentId }
+            _ = try await h.register("loose", url: green.url, deploymentId: "green")
+            _ = try await h.waitFor(agentId, "green", .ready)
+            let created = try await h.request(.POST, "/agents/\(agentId)/rpc", json: rpc("task/create", ["name": "job"]))
+            let taskId = try #require(created["result"]?.objectValue?["id"]?.stringValue)
+            #expect(try await h.post("/agents/\(agentId)/deployments/green/promote").status == 200)
+            let sent = try await h.request(.POST, "/agents/\(agentId)/rpc", json: rpc("event/send", ["task_id": .string(taskId)]))
+            #expect(sent.headers.first(name: "x-cutover-deployment-id") == "green")
+        }
+    }
+}
