@@ -103,7 +103,13 @@ struct RPCRoutes {
             }
             let parsed: JSONValue
             do {
-                parsed = try JSONCodec.parse(body.readableBytesView)
+                // Exact: what a call carries is stored (task params, messages, events) and read back.
+                parsed = try JSONCodec.parse(body.readableBytesView, exactNumbers: true)
+            } catch let error where error.inexactNumberField != nil {
+                requestId = JSONRPC.requestId(try? JSONCodec.parse(body.readableBytesView))
+                throw JSONRPC.Failure(
+                    .invalidParams, 400,
+                    "\(error.inexactNumberField!): \(error.reason) (a double cannot hold it; send it as a string to keep it as it is)")
             } catch {
                 throw JSONRPC.Failure(.parseError, 400, "parse error: \(error)")
             }

@@ -73,10 +73,16 @@ struct TaskProtocol: Sendable {
             let task = try await deps.store.read { try await $0.task(id: prepared.task.id) } ?? prepared.task
             return answer(clientId, TaskWire.task(task), prepared.target)
         case .messageSend:
-            let upstream = try await forward(call, prepared, headers: headers, data: data)
-            if call.stream { return streamMessages(upstream, clientId: clientId, prepared) }
             var stream = MessageStream()
-            for line in try await upstream.lines() { _ = stream.consume(line) }
+            do {
+                let upstream = try await forward(call, prepared, headers: headers, data: data)
+                if call.stream { return streamMessages(upstream, clientId: clientId, prepared) }
+                for line in try await upstream.lines() { _ = stream.consume(line) }
+            } catch let failure as JSONRPC.Failure {
+                // As Agentex does: a turn that failed leaves its task FAILED, with why.
+                try await setStatus(prepared.task.id, .failed, reason: failure.message, from: nil)
+                throw failure
+            }
             _ = stream.finish()
             let messages = try await storeAgentMessages(stream.contents, taskId: prepared.task.id)
             return answer(clientId, .array(messages.map(TaskWire.message)), prepared.target)
@@ -101,7 +107,15 @@ struct TaskProtocol: Sendable {
             case .name(let name)?: existing = try await tx.task(name: name, lock: true)
             case nil: if let name = call.name { existing = try await tx.task(name: name, lock: true) }
             }
-            if let task = existing, task.agentId != agent.id { existing = nil }
+            if let task = existing, task.agentId != agent.id {
+                // Task names are unique across agents, as Agentex's are.
+                if case .id? = call.task {
+                    existing = nil
+                } else {
+                    throw JSONRPC.Failure(
+                        .invalidParams, 409, "the task name '\(task.name ?? "")' is used by another agent's task", data: data)
+                }
+            }
             if existing == nil, let ref = call.task, call.method != .messageSend || { if case .id = ref { true } else { false } }() {
                 let text = switch ref { case .id(let id): id; case .name(let name): name }
                 throw JSONRPC.Failure(.notFound, 404, "task '\(text)' not found for agent '\(route.name)'", data: data)
@@ -111,7 +125,13 @@ struct TaskProtocol: Sendable {
             var task: AgentTask
             let isNew = existing == nil
             if var found = existing {
-                if affinity, !pinned, let owner = found.deploymentId, owner != target.deploymentId {
+                if !pinned, found.deploymentId == nil || !affinity, let current = target.deploymentId,
+                    found.deploymentId != current
+                {
+                    // Without affinity a task follows production; a task begun on the legacy URL is
+                    // adopted by the first deployment that serves it.
+                    found.deploymentId = current
+                } else if affinity, !pinned, let owner = found.deploymentId, owner != target.deploymentId {
                     let owning = try await tx.deployment(id: owner)
                     if let d = owning, d.agentId == agent.id, d.status == .ready, !d.isDeleted, let url = d.acpURL {
                         target = Target(deploymentId: owner, url: url)
@@ -131,8 +151,9 @@ struct TaskProtocol: Sendable {
                     found.params = params
                     found.updatedAt = now
                 }
-                if call.method == .messageSend || call.method == .eventSend, found.status == .interrupted {
-                    found.status = .running
+                if call.method == .messageSend || call.method == .eventSend {
+                    if found.status == .interrupted { found.status = .running }
+                    // A conversation keeps its task active: retention's task drain counts from here.
                     found.updatedAt = now
                 }
                 if found != existing { try await tx.updateTask(found) }
@@ -141,7 +162,9 @@ struct TaskProtocol: Sendable {
                 task = AgentTask(
                     id: Identifiers.uuid(), agentId: agent.id, deploymentId: target.deploymentId,
                     name: call.name ?? { if case .name(let n)? = call.task { n } else { nil } }(),
-                    statusReason: "Task created, forwarding to the agent", params: call.params,
+                    statusReason: route.acpType == .sync || call.method != .create
+                        ? "Task created" : "Task created, forwarding to the agent",
+                    params: call.params,
                     taskMetadata: call.taskMetadata, createdAt: now, updatedAt: now)
                 try await tx.insertTask(task)
             }
@@ -178,6 +201,9 @@ struct TaskProtocol: Sendable {
 
         /// Every JSON-RPC response of the answer, in order; a JSON-RPC error in any of them fails the call.
         func lines() async throws -> [JSONValue] {
+            guard (200..<300).contains(response.status) else {
+                throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent answered HTTP \(response.status)", data: data)
+            }
             var buffer: ByteBuffer
             switch response.body {
             case .complete(let whole): buffer = whole
@@ -349,13 +375,19 @@ struct TaskProtocol: Sendable {
                 pending = Array(whole.readableBytesView)
             case .stream(var chunks):
                 chunks.onStall = { RPCMetrics.streamsCut.increment() }
-                for try await chunk in chunks {
-                    pending += chunk.readableBytesView
-                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                        let line = pending[..<newline]
-                        try await handle(line)
-                        pending.removeSubrange(...newline)
+                do {
+                    for try await chunk in chunks {
+                        pending += chunk.readableBytesView
+                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            let line = pending[..<newline]
+                            try await handle(line)
+                            pending.removeSubrange(...newline)
+                        }
                     }
+                } catch {
+                    // Cut (the agent fell silent, or the client left): what was said so far is kept, complete.
+                    try? await apply(stream.finish())
+                    throw error
                 }
             }
             for line in pending.split(separator: UInt8(ascii: "\n")) { try await handle(line) }

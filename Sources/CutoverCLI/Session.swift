@@ -174,6 +174,27 @@ public struct Session: Sendable {
         }
     }
 
+    // MARK: Tasks
+
+    /// Tasks, newest first: all the caller may see, or one agent's, optionally of one status.
+    public func listTasks(agent ref: String?, status: String?) async throws {
+        var query = ["limit=1000"]
+        if let ref { query.append("agent_id=\(segment(try await agentId(ref).id))") }
+        if let status { query.append("status=\(segment(status))") }
+        let answer = try await client.call(.GET, "/tasks?" + query.joined(separator: "&"))
+        try show(answer, columns: Views.taskColumns, rows: answer.json.arrayValue.map { Views.taskRow($0, now: printer.now()) })
+    }
+
+    /// A task by id, else by name.
+    public func getTask(_ ref: String) async throws {
+        var answer = try await client.send(.GET, "/tasks/\(segment(ref))")
+        if answer.status == 404 { answer = try await client.send(.GET, "/tasks/name/\(segment(ref))") }
+        guard answer.status == 200 else {
+            throw CLIError.api(status: answer.status, message: answer.json.objectValue?["message"]?.stringValue ?? "")
+        }
+        try show(answer, columns: Views.taskColumns, rows: [Views.taskRow(answer.json, now: printer.now())])
+    }
+
     // MARK: Wait
 
     /// Returns when `deployment` meets `condition`; throws when it no longer can, or at `timeout` (exit 2).

@@ -6,6 +6,25 @@ enum Views {
     static let agentColumns = ["NAME", "STATUS", "PRODUCTION", "TYPE", "AGE"]
     static let deploymentColumns = ["NAME", "STATUS", "PRODUCTION", "IMAGE", "AGE"]
     static let eventColumns = ["AGE", "TYPE", "DEPLOYMENT", "ACTOR", "MESSAGE"]
+    static let taskColumns = ["ID", "NAME", "STATUS", "DEPLOYMENT", "AGE"]
+
+    static func taskRow(_ task: JSONValue, now: Date) -> [Table.Cell] {
+        let t = task.objectValue ?? [:]
+        let status = t["status"]?.stringValue ?? ""
+        let colour: Int? = switch status {
+        case "RUNNING": 33
+        case "COMPLETED": 32
+        case "FAILED", "TIMED_OUT", "TERMINATED": 31
+        default: 90
+        }
+        return [
+            .init(t["id"]?.stringValue ?? ""),
+            .init(t["name"]?.stringValue ?? "<none>"),
+            .init(status, colour: colour),
+            .init(t["deployment_id"]?.stringValue ?? "legacy"),
+            .init(Age.describe(t["created_at"]?.stringValue, now: now)),
+        ]
+    }
 
     static func agentRow(_ agent: JSONValue, now: Date) -> [Table.Cell] {
         let a = agent.objectValue ?? [:]

@@ -43,7 +43,12 @@ public struct TaskCall: Sendable, Equatable {
         func object(_ key: String) throws(JSONRPC.Failure) -> [String: JSONValue]? {
             switch params[key] {
             case nil, .null?: return nil
-            case .object(let o)?: return o
+            case .object(let o)?:
+                // Stored with the task, under the limit the platform routes hold them to.
+                if key != "content", JSONCodec.serialize(.object(o)).count > Rules.maxMetadataBytes {
+                    throw fail("params.\(key) is larger than \(Rules.maxMetadataBytes / 1024) KiB")
+                }
+                return o
             default: throw fail("params.\(key) must be an object")
             }
         }

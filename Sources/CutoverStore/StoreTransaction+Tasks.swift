@@ -73,26 +73,6 @@ extension StoreTransaction {
         return try await db.raw(query).all().map(Self.decodeTask)
     }
 
-    /// How many RUNNING tasks each deployment owns that were updated at or after `activeSince` (deployments
-    /// with none are absent).
-    public func runningTaskCounts(deploymentIds: [String], activeSince: Timestamp) async throws -> [String: Int] {
-        guard !deploymentIds.isEmpty else { return [:] }
-        var query: SQLQueryString = """
-            SELECT deployment_id, COUNT(*) AS n FROM tasks WHERE status = 'RUNNING' \
-            AND updated_at >= \(bind: activeSince.microseconds) AND deployment_id IN (
-            """
-        for (i, id) in deploymentIds.enumerated() {
-            if i > 0 { query.appendLiteral(", ") }
-            query.appendInterpolation("\(bind: id)" as SQLQueryString)
-        }
-        query.appendLiteral(") GROUP BY deployment_id")
-        var counts: [String: Int] = [:]
-        for row in try await db.raw(query).all() {
-            counts[try row.decode(column: "deployment_id", as: String.self)] = try row.decode(column: "n", as: Int.self)
-        }
-        return counts
-    }
-
     // MARK: Task events
 
     static let taskEventColumns = "id, task_id, agent_id, sequence_id, content, created_at"

@@ -130,6 +130,30 @@ struct Deployments: AsyncParsableCommand {
     }
 }
 
+struct Tasks: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List and show tasks (made by the RPCs of agentex clients).", subcommands: [List.self, Get.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tasks, newest first.")
+        @Option(help: "Only this agent's (name or id).") var agent: String?
+        @Option(help: "Only tasks of this status, e.g. RUNNING.") var status: String?
+        @OptionGroup var client: ClientOptions
+        @OptionGroup var output: OutputOptions
+        func run() async throws {
+            try await client.run(output.output) { try await $0.listTasks(agent: agent, status: status) }
+        }
+    }
+
+    struct Get: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one task.")
+        @Argument(help: "The task's id or name.") var task: String
+        @OptionGroup var client: ClientOptions
+        @OptionGroup var output: OutputOptions
+        func run() async throws { try await client.run(output.output) { try await $0.getTask(task) } }
+    }
+}
+
 struct Promote: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Make a Ready deployment the agent's production, atomically.")
     @Option(help: "The agent's name or id.") var agent: String

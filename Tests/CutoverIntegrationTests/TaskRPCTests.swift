@@ -126,6 +126,18 @@ struct TaskRPCTests {
             #expect(unknown.status == 404)
             #expect(unknown["error"]?.objectValue?["code"] == .number(-32004))
             #expect(unknown["error"]?.objectValue?["message"]?.stringValue?.contains("no-such-task") == true)
+            let inexact = try await h.request(
+                .POST, "/agents/name/strictbot/rpc",
+                raw: #"{"id":4,"method":"task/create","params":{"name":"big","params":{"n":9007199254740993}}}"#)
+            #expect(inexact.status == 400, "\(inexact.text)")
+            #expect(inexact["error"]?.objectValue?["code"] == .number(-32602))
+            #expect(inexact["error"]?.objectValue?["message"]?.stringValue?.hasPrefix("params: the number 9007199254740993") == true, "\(inexact.text)")
+            #expect(inexact["id"] == .number(4))
+            let huge = try await h.request(
+                .POST, "/agents/name/strictbot/rpc",
+                json: rpc("task/create", ["params": ["blob": .string(String(repeating: "x", count: 70 * 1024))]]))
+            #expect(huge.status == 400)
+            #expect(huge["error"]?.objectValue?["message"]?.stringValue?.contains("params.params is larger than 64 KiB") == true)
             #expect(pod.calls.isEmpty, "nothing reached the pod")
             #expect(try await tasks(h).isEmpty, "no task was written")
             #expect(try await h.snapshot() == before)
@@ -199,6 +211,32 @@ struct TaskRPCTests {
     }
 
     @Test(arguments: Backend.all)
+    func aTaskNameIsOneAgentsAndAFailedTurnFailsTheTask(_ backend: Backend) async throws {
+        let pod = try await SDKPodStandIn.start()
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none))) { h in
+            _ = try await h.register("first", url: pod.url, deploymentId: "f1", acpType: "sync")
+            _ = try await h.register("second", url: pod.url, deploymentId: "s1", acpType: "sync")
+            _ = try await eventually("first in production") { try await h.agent(named: "first")?.productionDeploymentId }
+            _ = try await eventually("second in production") { try await h.agent(named: "second")?.productionDeploymentId }
+            #expect(try await h.request(.POST, "/agents/name/first/rpc", json: rpc("task/create", ["name": "shared"])).status == 200)
+            let taken = try await h.request(.POST, "/agents/name/second/rpc", json: rpc("task/create", ["name": "shared"]))
+            #expect(taken.status == 409, "\(taken.text)")
+            #expect(taken["error"]?.objectValue?["message"]?.stringValue?.contains("another agent") == true)
+
+            // The pod goes away mid-conversation: the turn fails, and so does the task.
+            await pod.stop()
+            let broken = try await h.request(
+                .POST, "/agents/name/first/rpc",
+                json: rpc("message/send", ["task_name": "shared", "content": ["type": "text", "author": "user", "content": "again"]]))
+            #expect(broken.status == 502)
+            let task = try #require(try await h.store.read { try await $0.task(name: "shared") })
+            #expect(task.status == .failed)
+            #expect(task.statusReason?.contains("unreachable") == true, "\(task.statusReason ?? "")")
+        }
+    }
+
+    @Test(arguments: Backend.all)
     func withAffinityOffATaskFollowsProduction(_ backend: Backend) async throws {
         let blue = try await SDKPodStandIn.start()
         let green = try await SDKPodStandIn.start()
@@ -213,6 +251,8 @@ struct TaskRPCTests {
             #expect(try await h.post("/agents/\(agentId)/deployments/green/promote").status == 200)
             let sent = try await h.request(.POST, "/agents/\(agentId)/rpc", json: rpc("event/send", ["task_id": .string(taskId)]))
             #expect(sent.headers.first(name: "x-cutover-deployment-id") == "green")
+            let task = try #require(try await h.store.read { try await $0.task(id: taskId) })
+            #expect(task.deploymentId == "green", "the task's owner follows, so the drain no longer holds blue")
         }
     }
 }
