@@ -1274,6 +1274,30 @@ def check_output_hygiene():
     check(not bad, "the server logs have no error/critical line", " | ".join(bad[:3]))
 
 
+def check_tasks():
+    status, _ = api("POST", "/agents/name/cli-alpha/rpc", {"method": "task/create", "params": {"name": "cli-task-1"}})
+    task = api("GET", "/tasks/name/cli-task-1")[1]
+    if not check(status == 200 and isinstance(task, dict) and task.get("status") == "RUNNING",
+                 "tasks: setup (task/create to cli-alpha made a RUNNING task)", f"{status} {task}"):
+        return
+    r = cli("tasks", "list", "--agent", "cli-alpha")
+    header, rows = parse_table(r.out)
+    wanted = [task["id"], "cli-task-1", "RUNNING", task.get("deployment_id") or "legacy"]
+    check(r.rc == 0 and header_ok(r.out, ["ID", "NAME", "STATUS", "DEPLOYMENT", "AGE"])
+          and any(row[:4] == wanted for row in rows),
+          "tasks list --agent: header `ID   NAME   STATUS   DEPLOYMENT   AGE`, the task's row", r.describe())
+    r = cli("tasks", "list", "--agent", "cli-alpha", "-o", "json")
+    check(r.rc == 0 and one_json_output(r) and r.json() == api("GET", f"/tasks?limit=1000&agent_id={AGENT_IDS['cli-alpha']}")[1],
+          "tasks list -o json: the API's array", r.describe())
+    r = cli("tasks", "get", "cli-task-1", "-o", "json")
+    check(r.rc == 0 and one_json_output(r) and r.json() == task, "tasks get NAME -o json: the API's task", r.describe())
+    r = cli("tasks", "get", task["id"])
+    check(r.rc == 0 and task["id"] in r.out and "RUNNING" in r.out, "tasks get ID: one-row table", r.describe())
+    r = cli("tasks", "get", "no-such-task")
+    check(r.rc == 1 and r.err.startswith("error: ") and "no-such-task" in r.err and not r.out,
+          "tasks get <unknown>: exit 1, the server's 404 message", r.describe())
+
+
 CHECKS = [
     check_connection_options,
     check_agents,
@@ -1285,6 +1309,7 @@ CHECKS = [
     check_delete_restore,
     check_watch,
     check_events_table,
+    check_tasks,
     check_wait,
     check_apply,
     check_watch_reconnect,

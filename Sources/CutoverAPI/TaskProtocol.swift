@@ -230,6 +230,9 @@ struct TaskProtocol: Sendable {
             for line in buffer.readableBytesView.split(separator: UInt8(ascii: "\n")) where !line.allSatisfy({ $0 == 32 || $0 == 13 }) {
                 results.append(try result(of: line))
             }
+            guard !results.isEmpty else {
+                throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent's answer is empty; expected a JSON-RPC response", data: data)
+            }
             return results
         }
 
@@ -242,7 +245,8 @@ struct TaskProtocol: Sendable {
             guard (200..<300).contains(response.status) else {
                 throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent answered HTTP \(response.status)", data: data)
             }
-            guard let object = (try? JSONCodec.parse(line))?.objectValue else {
+            // A JSON-RPC response carries a result or an error (either may be null, but one is there).
+            guard let object = (try? JSONCodec.parse(line))?.objectValue, object["result"] != nil || object["error"] != nil else {
                 throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent's answer is not a JSON-RPC response", data: data)
             }
             if let error = object["error"]?.objectValue {

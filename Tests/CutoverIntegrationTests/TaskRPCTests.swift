@@ -1,4 +1,6 @@
 import CutoverCore
+import Hummingbird
+import NIOCore
 import CutoverStore
 import Testing
 
@@ -233,6 +235,32 @@ struct TaskRPCTests {
             let task = try #require(try await h.store.read { try await $0.task(name: "shared") })
             #expect(task.status == .failed)
             #expect(task.statusReason?.contains("unreachable") == true, "\(task.statusReason ?? "")")
+        }
+    }
+
+    @Test(arguments: Backend.all)
+    func anAnswerThatIsNoJSONRPCResponseFailsTheCall(_ backend: Backend) async throws {
+        let router = Router()
+        router.get("/healthz") { _, _ in "ok" }
+        router.post("/api") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let task = (try? JSONCodec.parse(body.readableBytesView))?["params"]?["params"]?["shape"]?.stringValue
+            let text = task == "empty" ? "" : #"{"status":"healthy"}"#
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        let pod = try await RunningServer.start(router: router)
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none))) { h in
+            _ = try await h.register("odd", url: "http://127.0.0.1:\(pod.port)", deploymentId: "o1")
+            _ = try await eventually("o1 in production") { try await h.agent(named: "odd")?.productionDeploymentId }
+            for shape in ["empty", "not-json-rpc"] {
+                let reply = try await h.request(
+                    .POST, "/agents/name/odd/rpc", json: rpc("task/create", ["name": .string(shape), "params": ["shape": .string(shape)]]))
+                #expect(reply.status == 502, "\(shape): \(reply.text)")
+                #expect(reply["error"]?.objectValue?["code"] == .number(-32003))
+                let task = try #require(try await h.store.read { try await $0.task(name: shape) })
+                #expect(task.status == .failed, "\(shape)")
+            }
         }
     }
 
