@@ -73,16 +73,11 @@ stop_server() {
   fi
 }
 
+# end_run (hack/lib/serve.sh) stops what kill_replicas names and PostgreSQL, and keeps the logs and
+# reports on failure or with FUZZ_KEEP.
+kill_replicas() { stop_server; }
 cleanup() {
-  local rc=$?
-  stop_server
-  stop_pg
-  if [[ -n ${FUZZ_KEEP:-} || $rc -ne 0 ]]; then
-    echo "fuzz.sh: logs and reports kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
+  end_run $? "${FUZZ_KEEP:-}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -21,6 +21,8 @@ ADMIN_TOKEN="adm-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PG_LOG_PREFIX=sdk-compat-test.sh
 # shellcheck source=hack/lib/postgres.sh
 source hack/lib/postgres.sh
+# shellcheck source=hack/lib/serve.sh
+source hack/lib/serve.sh
 
 TMP=$(mktemp -d /tmp/cutover-sdk.XXXXXX)
 SERVER_PIDS=()
@@ -34,16 +36,11 @@ stop_servers() {
   SERVER_PIDS=()
 }
 
+# end_run (hack/lib/serve.sh) stops what kill_replicas names and PostgreSQL, and keeps the logs on
+# failure or with SDK_KEEP_LOGS.
+kill_replicas() { stop_servers; }
 cleanup() {
-  local rc=$?
-  stop_servers
-  stop_pg
-  if [[ -n ${SDK_KEEP_LOGS:-} || $rc -ne 0 ]]; then
-    echo "sdk-compat-test.sh: logs kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
+  end_run $? "${SDK_KEEP_LOGS:-}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -201,9 +201,6 @@ struct TaskProtocol: Sendable {
 
         /// Every JSON-RPC response of the answer, in order; a JSON-RPC error in any of them fails the call.
         func lines() async throws -> [JSONValue] {
-            guard (200..<300).contains(response.status) else {
-                throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent answered HTTP \(response.status)", data: data)
-            }
             var buffer: ByteBuffer
             switch response.body {
             case .complete(let whole): buffer = whole
@@ -242,9 +239,6 @@ struct TaskProtocol: Sendable {
 
         /// The `result` of one JSON-RPC response line of the pod.
         func result<Bytes: Collection<UInt8>>(of line: Bytes) throws -> JSONValue {
-            guard (200..<300).contains(response.status) else {
-                throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent answered HTTP \(response.status)", data: data)
-            }
             // A JSON-RPC response carries a result or an error (either may be null, but one is there).
             guard let object = (try? JSONCodec.parse(line))?.objectValue, object["result"] != nil || object["error"] != nil else {
                 throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent's answer is not a JSON-RPC response", data: data)
@@ -276,6 +270,10 @@ struct TaskProtocol: Sendable {
         ]
         let response = try await proxy.forward(
             body: ByteBuffer(bytes: JSONCodec.serialize(envelope)), to: p.target.url, headers: headers, errorData: data)
+        // Checked once here, before any answer is read or streamed: an HTTP error is never passed on as a 200.
+        guard (200..<300).contains(response.status) else {
+            throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent answered HTTP \(response.status)", data: data)
+        }
         return Upstream(response: response, data: data)
     }
 

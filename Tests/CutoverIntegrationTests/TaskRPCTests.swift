@@ -244,8 +244,10 @@ struct TaskRPCTests {
         router.get("/healthz") { _, _ in "ok" }
         router.post("/api") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
-            let task = (try? JSONCodec.parse(body.readableBytesView))?["params"]?["params"]?["shape"]?.stringValue
-            let text = task == "empty" ? "" : #"{"status":"healthy"}"#
+            let params = (try? JSONCodec.parse(body.readableBytesView))?["params"]
+            let shape = (params?["params"]?["shape"] ?? params?["content"]?["shape"])?.stringValue
+            if shape == "http-500" { return Response(status: .internalServerError) }
+            let text = shape == "empty" ? "" : #"{"status":"healthy"}"#
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         let pod = try await RunningServer.start(router: router)
@@ -261,6 +263,16 @@ struct TaskRPCTests {
                 let task = try #require(try await h.store.read { try await $0.task(name: shape) })
                 #expect(task.status == .failed, "\(shape)")
             }
+            // A streamed turn the agent answers with an HTTP error is a 502 too, not an empty 200 stream.
+            _ = try await h.register("odd-sync", url: "http://127.0.0.1:\(pod.port)", deploymentId: "os1", acpType: "sync")
+            _ = try await eventually("os1 in production") { try await h.agent(named: "odd-sync")?.productionDeploymentId }
+            let streamed = try await h.request(
+                .POST, "/agents/name/odd-sync/rpc",
+                json: rpc("message/send", ["task_name": "http-500", "stream": true,
+                                           "content": ["type": "text", "author": "user", "content": "hi", "shape": "http-500"]]))
+            #expect(streamed.status == 502, "\(streamed.text)")
+            #expect(streamed["error"]?.objectValue?["message"]?.stringValue?.contains("HTTP 500") == true)
+            #expect(try await h.store.read { try await $0.task(name: "http-500") }?.status == .failed)
         }
     }
 

@@ -51,15 +51,15 @@ kill_listed_copies() {
   fi
 }
 
-# end_run RC KEEP: the body of e2e.sh's/chaos.sh's EXIT trap. Calls the caller's kill_replicas and
-# stop_pg, then removes $TMP unless KEEP is non-empty or RC is not 0 (then says where the replica
+# end_run RC KEEP: the body of the suites' EXIT traps. Calls the caller's kill_replicas and
+# stop_pg, then removes $TMP unless KEEP is non-empty or RC is not 0 (then says where the
 # logs are); exits RC.
 end_run() {
   local rc=$1 keep=$2
   kill_replicas
   stop_pg
   if [[ -n $keep || $rc -ne 0 ]]; then
-    echo "$PG_LOG_PREFIX: replica logs kept in $TMP" >&2
+    echo "$PG_LOG_PREFIX: logs kept in $TMP" >&2
   else
     rm -rf "$TMP"
   fi
