@@ -205,8 +205,10 @@ struct ServeCommandTests {
             try process.run()
             let log = OutputCollector(pipe)
             let deadline = ContinuousClock.now + .seconds(20)
+            // Until it listens, fails to, or exits: a warning before listening (open registration) must not
+            // end the wait, or a port taken by a parallel test after the warning is never retried.
             while ContinuousClock.now < deadline, process.isRunning, !log.text.contains("cannot listen"),
-                !log.text.contains("listening"), !log.text.contains("warning")
+                !log.text.contains("\"msg\":\"listening\"")
             {
                 try await Task.sleep(for: .milliseconds(20))
             }
