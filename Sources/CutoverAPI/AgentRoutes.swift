@@ -19,15 +19,15 @@ struct AgentRoutes {
             } else {
                 agents = try await deps.store.read { try await $0.listAgents(page: page) }
             }
-            return Wire.response(.array(agents.map(Wire.agent)))
+            return Wire.response(agents)
         }
         router.get("/agents/name/:name") { request, context in
             let agent = try await visibleAgent(request, byName: try context.parameters.require("name"))
-            return Wire.response(Wire.agent(agent))
+            return Wire.response(agent)
         }
         router.get("/agents/:id") { request, context in
             let agent = try await visibleAgent(request, id: try context.parameters.require("id"))
-            return Wire.response(Wire.agent(agent))
+            return Wire.response(agent)
         }
         router.delete("/agents/name/:name") { request, context in
             try await deleteAgent(request, id: try await visibleAgent(request, byName: try context.parameters.require("name")).id)
@@ -46,7 +46,7 @@ struct AgentRoutes {
             try body.check()
             let deployment = try await deps.controlPlane.rollback(
                 agentId: agentId, to: target, reason: reason, RequestContext(actor: principal.actor, dryRun: dryRun))
-            return Wire.response(Wire.deployment(deployment), dryRun: dryRun)
+            return Wire.response(deployment, dryRun: dryRun)
         }
         router.get("/agents/:id/events") { request, context in
             let (agent, _) = try await authorizedAgent(request, context)
@@ -56,7 +56,7 @@ struct AgentRoutes {
             }
             let page = try query.page(orderable: Self.eventOrderable)
             let events = try await deps.store.read { try await $0.listEvents(agentId: agent.id, deploymentId: nil, page: page) }
-            return Wire.response(.array(events.map(Wire.event)))
+            return Wire.response(events)
         }
     }
 

@@ -23,7 +23,7 @@ struct DeploymentRoutes {
                 agentId: agentId,
                 .init(dockerImage: image!, id: id, registrationMetadata: metadata, sgpDeployId: sgp, helmReleaseName: helm),
                 RequestContext(actor: principal.actor, dryRun: dryRun))
-            return Wire.response(Wire.deployment(deployment), dryRun: dryRun)
+            return Wire.response(deployment, dryRun: dryRun)
         }
         router.get("/agents/:id/deployments") { request, context in
             let (agent, _) = try await deps.resolveAgent(request, id: try context.parameters.require("id"))
@@ -33,11 +33,11 @@ struct DeploymentRoutes {
             let list = try await deps.store.read {
                 try await $0.listDeployments(agentId: agent.id, includeDeleted: includeDeleted, page: page)
             }
-            return Wire.response(.array(list.map(Wire.deployment)))
+            return Wire.response(list)
         }
         router.get("/agents/:id/deployments/:did") { request, context in
             let (_, deployment, _) = try await resolve(request, context)
-            return Wire.response(Wire.deployment(deployment))
+            return Wire.response(deployment)
         }
         router.get("/agents/:id/deployments/:did/events") { request, context in
             let (agent, deployment, _) = try await resolve(request, context)
@@ -45,7 +45,7 @@ struct DeploymentRoutes {
             let events = try await deps.store.read {
                 try await $0.listEvents(agentId: agent.id, deploymentId: deployment.id, page: page)
             }
-            return Wire.response(.array(events.map(Wire.event)))
+            return Wire.response(events)
         }
         router.post("/agents/:id/deployments/:did/promote") { request, context in
             let (agentId, deploymentId, principal) = try await authorizeDeployment(request, context)
@@ -57,7 +57,7 @@ struct DeploymentRoutes {
             let promoted = try await deps.controlPlane.promote(
                 agentId: agentId, deploymentId: deploymentId, reason: reason,
                 RequestContext(actor: principal.actor, dryRun: dryRun))
-            return Wire.response(Wire.deployment(promoted), dryRun: dryRun)
+            return Wire.response(promoted, dryRun: dryRun)
         }
         router.delete("/agents/:id/deployments/:did") { request, context in
             let (agentId, deploymentId, principal) = try await authorizeDeployment(request, context)
@@ -76,7 +76,7 @@ struct DeploymentRoutes {
             let dryRun = try QueryInput(request).dryRun
             let restored = try await deps.controlPlane.restoreDeployment(
                 agentId: agentId, deploymentId: deploymentId, RequestContext(actor: principal.actor, dryRun: dryRun))
-            return Wire.response(Wire.deployment(restored), dryRun: dryRun)
+            return Wire.response(restored, dryRun: dryRun)
         }
     }
 

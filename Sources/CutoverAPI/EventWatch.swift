@@ -84,12 +84,12 @@ struct EventWatch: Sendable {
             let from = position
             let page = try await store.read { try await $0.events(agentId: agentId, after: from, limit: Self.batch) }
             guard let last = page.last else { return wrote }
-            var buffer = ByteBuffer()
+            var lines: [UInt8] = []
             for (_, event) in page {
-                buffer.writeBytes(JSONCodec.serialize(Wire.event(event)))
-                buffer.writeInteger(UInt8(ascii: "\n"))
+                event.write(into: &lines)
+                lines.append(UInt8(ascii: "\n"))
             }
-            try await writer.write(buffer)
+            try await writer.write(ByteBuffer(bytes: lines))
             position = last.position
             wrote = true
             if page.count < Self.batch { return wrote }

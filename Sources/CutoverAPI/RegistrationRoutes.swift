@@ -13,7 +13,7 @@ struct RegistrationRoutes {
             let registration = try await parseRegistration(request)
             let agent = try await deps.controlPlane.register(
                 registration, RequestContext(actor: .registration, dryRun: dryRun))
-            return Wire.response(Wire.registration(agent), dryRun: dryRun)
+            return Wire.response(bytes: Wire.registration(agent), dryRun: dryRun)
         }
         router.post("/agents/register-build") { request, _ in
             let principal = try await deps.authenticator.principal(request)
@@ -28,7 +28,7 @@ struct RegistrationRoutes {
             let agent = try await deps.controlPlane.registerBuild(
                 .init(name: name!, description: description, registrationMetadata: metadata, agentInputType: inputType),
                 RequestContext(actor: principal.actor, dryRun: dryRun))
-            return Wire.response(Wire.agent(agent), dryRun: dryRun)
+            return Wire.response(agent, dryRun: dryRun)
         }
     }
 

@@ -31,7 +31,7 @@ struct TaskEventRoutes {
                 }
                 return try await tx.taskEvents(taskId: taskId, agentId: agentId, afterSequence: sequence, limit: limit)
             }
-            return Wire.response(.array(events.map(TaskWire.event)))
+            return Wire.response(events)
         }
         router.get("/events/:id") { request, context in
             let principal = try await deps.authenticator.principal(request)
@@ -42,7 +42,7 @@ struct TaskEventRoutes {
                 else { throw TaskAccess.notFound("event", id) }
                 return event
             }
-            return Wire.response(TaskWire.event(event))
+            return Wire.response(event)
         }
     }
 }

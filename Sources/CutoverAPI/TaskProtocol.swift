@@ -27,7 +27,7 @@ struct TaskProtocol: Sendable {
 
     /// What the first unit of work found and wrote.
     private struct Prepared: Sendable {
-        var agent: JSONValue
+        var agent: Agent
         var task: AgentTask
         var target: Target
         var event: TaskEvent?
@@ -50,7 +50,7 @@ struct TaskProtocol: Sendable {
             // returned as it is: its agent saw it created once, and a second task/create would run the
             // pod's set-up again. Only a FAILED one is sent again, to retry.
             if route.acpType == .sync || (!prepared.isNew && prepared.task.status != .failed) {
-                return answer(clientId, TaskWire.task(prepared.task), prepared.target)
+                return answer(clientId, prepared.task, prepared.target)
             }
             do {
                 _ = try await forward(call, prepared, headers: headers, data: data).single()
@@ -59,19 +59,19 @@ struct TaskProtocol: Sendable {
                 throw failure
             }
             let task = try await setStatus(prepared.task.id, .running, reason: nil, from: [.failed]) ?? prepared.task
-            return answer(clientId, TaskWire.task(task), prepared.target)
+            return answer(clientId, task, prepared.target)
         case .eventSend:
             _ = try await forward(call, prepared, headers: headers, data: data).single()
-            return answer(clientId, TaskWire.event(prepared.event!), prepared.target)
+            return answer(clientId, prepared.event!, prepared.target)
         case .cancel:
             _ = try await forward(call, prepared, headers: headers, data: data).single()
             let task = try await setStatus(
                 prepared.task.id, .canceled, reason: "Task canceled by user", from: [.running, .interrupted])
-            return answer(clientId, TaskWire.task(task ?? prepared.task), prepared.target)
+            return answer(clientId, task ?? prepared.task, prepared.target)
         case .interrupt:
             _ = try await forward(call, prepared, headers: headers, data: data).single()
             let task = try await deps.store.read { try await $0.task(id: prepared.task.id) } ?? prepared.task
-            return answer(clientId, TaskWire.task(task), prepared.target)
+            return answer(clientId, task, prepared.target)
         case .messageSend:
             var stream = MessageStream()
             do {
@@ -85,7 +85,7 @@ struct TaskProtocol: Sendable {
             }
             _ = stream.finish()
             let messages = try await storeAgentMessages(stream.contents, taskId: prepared.task.id)
-            return answer(clientId, .array(messages.map(TaskWire.message)), prepared.target)
+            return answer(clientId, prepared.target) { JSONCodec.write(.array(messages.map(TaskWire.message)), into: &$0) }
         }
     }
 
@@ -188,7 +188,7 @@ struct TaskProtocol: Sendable {
             case .create, .cancel, .interrupt:
                 break
             }
-            return Prepared(agent: Wire.agent(agent), task: task, target: target, event: event, isNew: isNew)
+            return Prepared(agent: agent, task: task, target: target, event: event, isNew: isNew)
         }
     }
 
@@ -255,21 +255,29 @@ struct TaskProtocol: Sendable {
     }
 
     private func forward(_ call: TaskCall, _ p: Prepared, headers: [(String, String)], data: [String: JSONValue]) async throws -> Upstream {
-        var params: [String: JSONValue] = ["agent": p.agent, "task": TaskWire.task(p.task)]
-        switch call.method {
-        case .create: params["params"] = call.params.map(JSONValue.object) ?? .null
-        case .messageSend:
-            params["content"] = call.content.map(JSONValue.object) ?? .null
-            params["stream"] = .bool(call.stream)
-        case .eventSend: params["event"] = p.event.map(TaskWire.event) ?? .null
-        case .cancel, .interrupt: break
+        // The platform's envelope, written straight to bytes (keys in order, as everywhere).
+        let envelope = JSONObjectWriter.object { o in
+            o.field("id", "\(call.method.rawValue)-\(p.task.id)")
+            o.field("jsonrpc", "2.0")
+            o.field("method", call.method.rawValue)
+            o.field("params") { out in
+                JSONObjectWriter.write(into: &out) { params in
+                    params.field("agent") { p.agent.write(into: &$0) }
+                    switch call.method {
+                    case .create: params.field("params", call.params)
+                    case .messageSend: params.field("content", call.content)
+                    case .eventSend: params.field("event") { out in
+                        if let event = p.event { event.write(into: &out) } else { out.append(contentsOf: "null".utf8) }
+                    }
+                    case .cancel, .interrupt: break
+                    }
+                    if call.method == .messageSend { params.field("stream", call.stream) }
+                    params.field("task") { p.task.write(into: &$0) }
+                }
+            }
         }
-        let envelope: JSONValue = [
-            "jsonrpc": "2.0", "id": .string("\(call.method.rawValue)-\(p.task.id)"), "method": .string(call.method.rawValue),
-            "params": .object(params),
-        ]
         let response = try await proxy.forward(
-            body: ByteBuffer(bytes: JSONCodec.serialize(envelope)), to: p.target.url, headers: headers, errorData: data)
+            body: ByteBuffer(bytes: envelope), to: p.target.url, headers: headers, errorData: data)
         // Checked once here, before any answer is read or streamed: an HTTP error is never passed on as a 200.
         guard (200..<300).contains(response.status) else {
             throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent answered HTTP \(response.status)", data: data)
@@ -279,8 +287,18 @@ struct TaskProtocol: Sendable {
 
     // MARK: Answers and later writes
 
-    private func answer(_ clientId: JSONValue, _ result: JSONValue, _ target: Target) -> Response {
-        var response = Wire.response(["jsonrpc": "2.0", "id": clientId, "result": result])
+    private func answer(_ clientId: JSONValue, _ result: some WireRecord, _ target: Target) -> Response {
+        answer(clientId, target) { result.write(into: &$0) }
+    }
+
+    /// A JSON-RPC response with the client's id, `result` written by `writeResult`.
+    private func answer(_ clientId: JSONValue, _ target: Target, _ writeResult: (inout [UInt8]) -> Void) -> Response {
+        let body = JSONObjectWriter.object { o in
+            o.field("id", clientId)
+            o.field("jsonrpc", "2.0")
+            o.field("result", raw: writeResult)
+        }
+        var response = Wire.response(bytes: body)
         response.headers[.deploymentId] = target.label
         return response
     }

@@ -44,9 +44,9 @@ struct TaskRoutes {
                 return try await tx.listTasks(filter, page: page)
             }
             let agents = withAgents ? try await Self.agents(of: tasks, deps.store) : [:]
-            return Wire.response(.array(tasks.map {
-                TaskWire.task($0, agents: withAgents ? agents[$0.agentId].map { [$0] } ?? [] : nil, includeParams: false)
-            }))
+            return Wire.response(bytes: JSONObjectWriter.array(tasks) {
+                TaskWire.task($0, agents: withAgents ? agents[$0.agentId].map { [$0] } ?? [] : nil, includeParams: false, into: &$1)
+            })
         }
         router.get("/tasks/name/:name") { request, context in
             let principal = try await deps.authenticator.principal(request)
@@ -94,7 +94,7 @@ struct TaskRoutes {
                     try await tx.updateTask(task)
                     return task
                 }
-                return Wire.response(TaskWire.task(task))
+                return Wire.response(task)
             }
         }
     }
@@ -120,7 +120,7 @@ struct TaskRoutes {
             try await tx.updateTask(task)
             return task
         }
-        return Wire.response(TaskWire.task(task))
+        return Wire.response(task)
     }
 
     func delete(_ request: Request, _ ref: TaskRef) async throws -> Response {
@@ -149,9 +149,11 @@ struct TaskRoutes {
     }
 
     static func answer(_ task: AgentTask, withAgents: Bool, _ store: any Store) async throws -> Response {
-        guard withAgents else { return Wire.response(TaskWire.task(task)) }
+        guard withAgents else { return Wire.response(task) }
         let agents = try await Self.agents(of: [task], store)
-        return Wire.response(TaskWire.task(task, agents: agents[task.agentId].map { [$0] } ?? []))
+        var out: [UInt8] = []
+        TaskWire.task(task, agents: agents[task.agentId].map { [$0] } ?? [], into: &out)
+        return Wire.response(bytes: out)
     }
 
     static func agents(of tasks: [AgentTask], _ store: any Store) async throws -> [String: Agent] {

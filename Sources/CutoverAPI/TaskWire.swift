@@ -3,38 +3,36 @@ import CutoverCore
 /// The JSON shapes of the task records, with Agentex's field names; every optional field present (null
 /// when unset), timestamps RFC 3339 with microseconds.
 enum TaskWire {
-    /// A Task, every field.
-    static func task(_ t: AgentTask) -> JSONValue { task(t, agents: nil, includeParams: true) }
-
     /// A Task. `agents` (the `?relationships=agents` expansion) is added only when given; `includeParams`
     /// is false for list items, which, as in Agentex, leave out `params` (it may carry a caller's secrets).
-    static func task(_ t: AgentTask, agents: [Agent]?, includeParams: Bool = true) -> JSONValue {
-        var object: [String: JSONValue] = [
-            "id": .string(t.id),
-            "name": JSONValue(t.name),
-            "status": .string(t.status.rawValue),
-            "status_reason": JSONValue(t.statusReason),
-            "task_metadata": JSONValue(t.taskMetadata),
-            "created_at": .string(t.createdAt.rfc3339),
-            "updated_at": .string(t.updatedAt.rfc3339),
-            "cleaned_at": .null,
-            "agent_id": .string(t.agentId),
-            "deployment_id": JSONValue(t.deploymentId),
-        ]
-        if includeParams { object["params"] = JSONValue(t.params) }
-        if let agents { object["agents"] = .array(agents.map(Wire.agent)) }
-        return .object(object)
+    static func task(_ t: AgentTask, agents: [Agent]? = nil, includeParams: Bool = true, into out: inout [UInt8]) {
+        JSONObjectWriter.write(into: &out) { o in
+            o.field("agent_id", t.agentId)
+            if let agents {
+                o.field("agents") { out in out.append(contentsOf: JSONObjectWriter.array(agents) { $0.write(into: &$1) }) }
+            }
+            o.field("cleaned_at", String?.none)
+            o.field("created_at", t.createdAt)
+            o.field("deployment_id", t.deploymentId)
+            o.field("id", t.id)
+            o.field("name", t.name)
+            if includeParams { o.field("params", t.params) }
+            o.field("status", t.status.rawValue)
+            o.field("status_reason", t.statusReason)
+            o.field("task_metadata", t.taskMetadata)
+            o.field("updated_at", t.updatedAt)
+        }
     }
 
-    static func event(_ e: TaskEvent) -> JSONValue {
-        [
-            "id": .string(e.id),
-            "task_id": .string(e.taskId),
-            "agent_id": .string(e.agentId),
-            "sequence_id": .number(Double(e.sequenceId)),
-            "content": e.content ?? .null,
-            "created_at": .string(e.createdAt.rfc3339),
-        ]
+    static func event(_ e: TaskEvent, into out: inout [UInt8]) {
+        JSONObjectWriter.write(into: &out) { o in
+            o.field("agent_id", e.agentId)
+            o.field("content", e.content ?? .null)
+            o.field("created_at", e.createdAt)
+            o.field("id", e.id)
+            o.field("sequence_id", e.sequenceId)
+            o.field("task_id", e.taskId)
+        }
     }
 
     static func message(_ m: TaskMessage) -> JSONValue {
@@ -86,6 +84,14 @@ enum TaskWire {
             "task_id": JSONValue(s.taskId),
         ]
     }
+}
+
+extension AgentTask: WireRecord {
+    func write(into out: inout [UInt8]) { TaskWire.task(self, into: &out) }
+}
+
+extension TaskEvent: WireRecord {
+    func write(into out: inout [UInt8]) { TaskWire.event(self, into: &out) }
 }
 
 /// Parses the RFC 3339 / ISO 8601 date-times clients send (`2026-11-29T15:16:13.912345Z`, `…+02:00`, or

@@ -4,61 +4,77 @@ import Hummingbird
 
 /// The JSON shapes of the API: snake_case, every optional field present (null when unset).
 enum Wire {
-    static func agent(_ a: Agent) -> JSONValue {
-        [
-            "id": .string(a.id),
-            "name": .string(a.name),
-            "description": .string(a.description),
-            "status": .string(a.status.rawValue),
-            "status_reason": JSONValue(a.statusReason),
-            "acp_type": .string(a.acpType.rawValue),
-            "agent_input_type": JSONValue(a.agentInputType?.rawValue),
-            "registration_metadata": JSONValue(a.registrationMetadata),
-            "registered_at": JSONValue(a.registeredAt),
-            "created_at": .string(a.createdAt.rfc3339),
-            "updated_at": .string(a.updatedAt.rfc3339),
-            "production_deployment_id": JSONValue(a.productionDeploymentId),
-        ]
+    /// An agent; with `apiKey` (a registration's answer, the only time the key is shown) its key too.
+    static func agent(_ a: Agent, apiKey: Bool = false, into out: inout [UInt8]) {
+        JSONObjectWriter.write(into: &out) { o in
+            o.field("acp_type", a.acpType.rawValue)
+            if apiKey { o.field("agent_api_key", a.apiKey) }
+            o.field("agent_input_type", a.agentInputType?.rawValue)
+            o.field("created_at", a.createdAt)
+            o.field("description", a.description)
+            o.field("id", a.id)
+            o.field("name", a.name)
+            o.field("production_deployment_id", a.productionDeploymentId)
+            o.field("registered_at", a.registeredAt)
+            o.field("registration_metadata", a.registrationMetadata)
+            o.field("status", a.status.rawValue)
+            o.field("status_reason", a.statusReason)
+            o.field("updated_at", a.updatedAt)
+        }
     }
 
-    static func registration(_ a: Agent) -> JSONValue {
-        guard case .object(var object) = agent(a) else { return agent(a) }
-        object["agent_api_key"] = .string(a.apiKey)
-        return .object(object)
+    static func deployment(_ d: Deployment, into out: inout [UInt8]) {
+        JSONObjectWriter.write(into: &out) { o in
+            o.field("acp_url", d.acpURL)
+            o.field("agent_id", d.agentId)
+            o.field("created_at", d.createdAt)
+            o.field("docker_image", d.dockerImage)
+            o.field("expires_at", d.expiresAt)
+            o.field("helm_release_name", d.helmReleaseName)
+            o.field("id", d.id)
+            o.field("is_production", d.isProduction)
+            o.field("promoted_at", d.promotedAt)
+            o.field("ready_at", d.readyAt)
+            o.field("registered_at", d.registeredAt)
+            o.field("registration_metadata", d.registrationMetadata)
+            o.field("running_tasks", Int64(d.runningTasks))
+            o.field("sgp_deploy_id", d.sgpDeployId)
+            o.field("status", d.status.rawValue)
+            o.field("status_reason", d.statusReason)
+        }
     }
 
-    static func deployment(_ d: Deployment) -> JSONValue {
-        [
-            "id": .string(d.id),
-            "agent_id": .string(d.agentId),
-            "docker_image": .string(d.dockerImage),
-            "registration_metadata": JSONValue(d.registrationMetadata),
-            "status": .string(d.status.rawValue),
-            "status_reason": JSONValue(d.statusReason),
-            "acp_url": JSONValue(d.acpURL),
-            "is_production": .bool(d.isProduction),
-            "sgp_deploy_id": JSONValue(d.sgpDeployId),
-            "helm_release_name": JSONValue(d.helmReleaseName),
-            "created_at": .string(d.createdAt.rfc3339),
-            "registered_at": JSONValue(d.registeredAt),
-            "ready_at": JSONValue(d.readyAt),
-            "promoted_at": JSONValue(d.promotedAt),
-            "expires_at": JSONValue(d.expiresAt),
-            "running_tasks": .number(Double(d.runningTasks)),
-        ]
+    static func event(_ e: Event, into out: inout [UInt8]) {
+        JSONObjectWriter.write(into: &out) { o in
+            o.field("actor", e.actor)
+            o.field("agent_id", e.agentId)
+            o.field("created_at", e.createdAt)
+            o.field("deployment_id", e.deploymentId)
+            o.field("id", e.id)
+            o.field("message", e.message)
+            o.field("reason", e.reason)
+            o.field("type", e.type.rawValue)
+        }
     }
 
-    static func event(_ e: Event) -> JSONValue {
-        [
-            "id": .string(e.id),
-            "agent_id": .string(e.agentId),
-            "deployment_id": JSONValue(e.deploymentId),
-            "type": .string(e.type.rawValue),
-            "reason": JSONValue(e.reason),
-            "message": .string(e.message),
-            "actor": .string(e.actor),
-            "created_at": .string(e.createdAt.rfc3339),
-        ]
+    /// A registration's answer: the agent with its key, the only time the key is shown.
+    static func registration(_ a: Agent) -> [UInt8] {
+        var out: [UInt8] = []
+        agent(a, apiKey: true, into: &out)
+        return out
+    }
+
+    /// A record as the whole response body.
+    static func response(_ record: some WireRecord, dryRun: Bool = false) -> Response {
+        var out: [UInt8] = []
+        out.reserveCapacity(640)
+        record.write(into: &out)
+        return response(bytes: out, dryRun: dryRun)
+    }
+
+    /// Records as a JSON array.
+    static func response(_ records: [some WireRecord]) -> Response {
+        response(bytes: JSONObjectWriter.array(records) { $0.write(into: &$1) })
     }
 
     static func error(_ error: CutoverError) -> JSONValue {
@@ -72,13 +88,33 @@ enum Wire {
     static func response(
         _ value: JSONValue, status: HTTPResponse.Status = .ok, dryRun: Bool = false
     ) -> Response {
-        let bytes = JSONCodec.serialize(value)
+        response(bytes: JSONCodec.serialize(value), status: status, dryRun: dryRun)
+    }
+
+    static func response(bytes: [UInt8], status: HTTPResponse.Status = .ok, dryRun: Bool = false) -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if dryRun { headers[.dryRun] = "true" }
         // Stainless clients (agentex-client) retry 409s by default; Cutover's 4xx answers are final.
         if (400..<500).contains(status.code), status != .tooManyRequests { headers[.shouldRetry] = "false" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
+}
+
+/// A record with one JSON shape in the API, written straight to bytes.
+protocol WireRecord {
+    func write(into out: inout [UInt8])
+}
+
+extension Agent: WireRecord {
+    func write(into out: inout [UInt8]) { Wire.agent(self, into: &out) }
+}
+
+extension Deployment: WireRecord {
+    func write(into out: inout [UInt8]) { Wire.deployment(self, into: &out) }
+}
+
+extension Event: WireRecord {
+    func write(into out: inout [UInt8]) { Wire.event(self, into: &out) }
 }
 
 extension HTTPField.Name {

@@ -29,24 +29,17 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// RFC 3339 in UTC with six fractional digits, e.g. `2026-11-28T23:24:14.643562Z`.
     public var rfc3339: String {
-        var seconds = time_t(microseconds.floorDiv(1_000_000))
-        let micros = Int(microseconds - Int64(seconds) * 1_000_000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ v: Int, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))"
-            + "T\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2))"
-            + ".\(pad(micros, 6))Z"
+        var quoted: [UInt8] = []
+        quoted.reserveCapacity(29)
+        writeRFC3339(into: &quoted)
+        return String(decoding: quoted.dropFirst().dropLast(), as: UTF8.self)
     }
 
     public var description: String { rfc3339 }
 }
 
 extension Int64 {
-    fileprivate func floorDiv(_ d: Int64) -> Int64 {
+    func floorDivided(by d: Int64) -> Int64 {
         let q = self / d
         return (self % d != 0 && (self < 0) != (d < 0)) ? q - 1 : q
     }

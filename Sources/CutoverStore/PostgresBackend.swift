@@ -7,21 +7,23 @@ import SQLKit
 final class PostgresBackend: DatabaseBackend {
     let dialect = SQLDialectKind.postgres
     let pool: PostgresPool
+    private let logger: Logger
 
     init(configuration: PostgresConnection.Configuration, maxConnections: Int, logger: Logger) {
+        self.logger = logger
         pool = PostgresPool(configuration: configuration, maxConnections: maxConnections, logger: logger)
     }
 
     func withTransaction<T: Sendable>(
-        rollback: Bool, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
+        rollback: Bool, _ body: @escaping @Sendable (DriverConnection) async throws -> T
     ) async throws -> T {
-        try await pool.withConnection { connection in
-            try await runTransaction(on: connection.sql(), rollback: rollback, body)
+        try await pool.withConnection { [logger] connection in
+            try await runTransaction(on: .postgres(connection, logger), rollback: rollback, body)
         }
     }
 
-    func withSession<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await pool.withConnection { connection in try await body(connection.sql()) }
+    func withSession<T: Sendable>(_ body: @escaping @Sendable (DriverConnection) async throws -> T) async throws -> T {
+        try await pool.withConnection { [logger] connection in try await body(.postgres(connection, logger)) }
     }
 
     func isUnavailable(_ error: any Error) -> Bool { PostgresPool.isConnectionFailure(error) }

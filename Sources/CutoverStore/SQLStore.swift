@@ -8,9 +8,9 @@ protocol DatabaseBackend: Sendable {
     var dialect: SQLDialectKind { get }
     /// Runs `body` on one session between BEGIN and COMMIT (or ROLLBACK when `rollback` or on error).
     func withTransaction<T: Sendable>(
-        rollback: Bool, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
+        rollback: Bool, _ body: @escaping @Sendable (DriverConnection) async throws -> T
     ) async throws -> T
-    func withSession<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    func withSession<T: Sendable>(_ body: @escaping @Sendable (DriverConnection) async throws -> T) async throws -> T
     func close() async throws
     func isUnavailable(_ error: any Error) -> Bool
 }
@@ -33,8 +33,8 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
     ) async throws -> T {
         let dialect = backend.dialect
         let origin = origin
-        let (value, changes) = try await backend.withTransaction(rollback: dryRun) { db in
-            let tx = StoreTransaction(db: db, dialect: dialect)
+        let (value, changes) = try await backend.withTransaction(rollback: dryRun) { connection in
+            let tx = StoreTransaction(connection: connection, dialect: dialect)
             let value = try await body(tx)
             let changes = tx.changes
             if dialect == .postgres, !dryRun, !changes.isEmpty {
@@ -45,7 +45,7 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
                     notify.appendInterpolation(
                         "pg_notify(\(bind: ChangeNotifications.channel), \(bind: payload))" as SQLQueryString)
                 }
-                try await db.raw(notify).run()
+                try await tx.run(notify)
             }
             return (value, changes)
         }
@@ -55,12 +55,13 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
 
     func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T {
         let dialect = backend.dialect
-        return try await backend.withSession { db in try await body(StoreTransaction(db: db, dialect: dialect)) }
+        return try await backend.withSession { try await body(StoreTransaction(connection: $0, dialect: dialect)) }
     }
 
     func migrate() async throws -> [Int] {
         let dialect = backend.dialect
-        return try await backend.withTransaction(rollback: false) { db in
+        return try await backend.withTransaction(rollback: false) { connection in
+            let db = connection.sql
             if dialect == .postgres {
                 // Replicas starting together apply each migration once.
                 try await db.raw("SELECT pg_advisory_xact_lock(7243830001)").run()
@@ -88,9 +89,10 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
 
     func isReady() async -> Bool {
         do {
-            return try await backend.withSession { db in
-                let row = try await db.raw("SELECT MAX(version) AS v FROM schema_migrations").first()
-                return try row?.decode(column: "v", as: Int?.self) == Migrations.latest
+            return try await backend.withSession { connection in
+                let row = try await connection.rows(StoreStatements.schemaVersion).first
+                var reader = row?.reader
+                return try reader?.optionalInt() == Int64(Migrations.latest)
             }
         } catch {
             return false
@@ -116,17 +118,25 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
 
 /// Runs BEGIN, `body`, then COMMIT, or ROLLBACK when asked to or when anything throws.
 func runTransaction<T: Sendable>(
-    on db: any SQLDatabase, begin: String = "BEGIN", rollback: Bool,
-    _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
+    on connection: DriverConnection, begin: Statement = StoreStatements.begin, rollback: Bool,
+    _ body: @escaping @Sendable (DriverConnection) async throws -> T
 ) async throws -> T {
-    try await db.raw("\(unsafeRaw: begin)").run()
+    try await connection.run(begin)
     let value: T
     do {
-        value = try await body(db)
+        value = try await body(connection)
     } catch {
-        try? await db.raw("ROLLBACK").run()
+        try? await connection.run(StoreStatements.rollback)
         throw error
     }
-    try await db.raw(rollback ? "ROLLBACK" : "COMMIT").run()
+    try await connection.run(rollback ? StoreStatements.rollback : StoreStatements.commit)
     return value
+}
+
+enum StoreStatements {
+    /// Readiness's one round trip: the applied schema version.
+    static let schemaVersion = Statement("SELECT MAX(version) FROM schema_migrations")
+    static let begin = Statement("BEGIN")
+    static let commit = Statement("COMMIT")
+    static let rollback = Statement("ROLLBACK")
 }

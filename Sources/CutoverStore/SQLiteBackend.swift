@@ -20,15 +20,17 @@ final class SQLiteBackend: DatabaseBackend {
     }
 
     func withTransaction<T: Sendable>(
-        rollback: Bool, _ body: @escaping @Sendable (any SQLDatabase) async throws -> T
+        rollback: Bool, _ body: @escaping @Sendable (DriverConnection) async throws -> T
     ) async throws -> T {
         try await gate.run { [connection] in
-            try await runTransaction(on: connection.sql(), begin: "BEGIN IMMEDIATE", rollback: rollback, body)
+            try await runTransaction(on: .sqlite(connection), begin: Self.begin, rollback: rollback, body)
         }
     }
 
-    func withSession<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await gate.run { [connection] in try await body(connection.sql()) }
+    private static let begin = Statement("BEGIN IMMEDIATE")
+
+    func withSession<T: Sendable>(_ body: @escaping @Sendable (DriverConnection) async throws -> T) async throws -> T {
+        try await gate.run { [connection] in try await body(.sqlite(connection)) }
     }
 
     /// The file is local: an error is never "unreachable".

@@ -4,18 +4,17 @@ import SQLKit
 extension StoreTransaction {
     /// Every agent id: the keys of a retention resync.
     public func agentIds() async throws -> [String] {
-        try await db.raw("SELECT id FROM agents ORDER BY seq").all().map { try $0.decode(column: "id", as: String.self) }
+        try await rows("SELECT id FROM agents ORDER BY seq").map { try $0.text() }
     }
 
     /// How many live (not soft-deleted) deployments have each status.
     public func liveDeploymentCounts() async throws -> [DeploymentStatus: Int] {
         var counts: [DeploymentStatus: Int] = [:]
-        for row in try await db.raw(
+        for row in try await rows(
             "SELECT status, COUNT(*) AS n FROM deployments WHERE expires_at IS NULL GROUP BY status"
-        ).all() {
-            if let status = DeploymentStatus(rawValue: try row.decode(column: "status", as: String.self)) {
-                counts[status] = try row.decode(column: "n", as: Int.self)
-            }
+        ) {
+            var r = row.reader
+            if let status = DeploymentStatus(rawValue: try r.text()) { counts[status] = Int(try r.int()) }
         }
         return counts
     }
@@ -26,15 +25,15 @@ extension StoreTransaction {
             SELECT \(unsafeRaw: Self.deploymentColumns) FROM deployments \
             WHERE agent_id = \(bind: agentId) AND expires_at IS NULL ORDER BY seq
             """
-        return try await db.raw(query).all().map(Self.decodeDeployment)
+        return try await rows(query).map { try Self.decodeDeployment($0, withRunningTasks: false) }
     }
 
     /// The earliest `expires_at` of the agent's deployments still to come after `now`.
     public func nextExpiry(agentId: String, after now: Timestamp) async throws -> Timestamp? {
-        try await db.raw("""
+        try await rows("""
             SELECT MIN(expires_at) AS next FROM deployments \
             WHERE agent_id = \(bind: agentId) AND expires_at > \(bind: now.microseconds)
-            """).first()?.decode(column: "next", as: Int64?.self).map(Timestamp.init(microseconds:))
+            """).first?.optionalInt().map(Timestamp.init(microseconds:))
     }
 
     /// Hard-deletes up to `limit` of the agent's deployments whose `expires_at` has passed (never a
@@ -49,8 +48,8 @@ extension StoreTransaction {
         // On PostgreSQL `id IN (subquery)` was planned as a semi-join over the whole table (20 ms a batch
         // at 100,000 rows); `= ANY(ARRAY(subquery))` probes the id index (3 ms).
         let target: SQLQueryString = dialect == .postgres ? "id = ANY(ARRAY(\(due)))" : "id IN (\(due))"
-        let ids = try await db.raw("DELETE FROM deployments WHERE \(target) RETURNING id").all()
-            .map { try $0.decode(column: "id", as: String.self) }
+        let ids = try await rows("DELETE FROM deployments WHERE \(target) RETURNING id")
+            .map { try $0.text() }
         guard !ids.isEmpty else { return [] }
         var tombstones: SQLQueryString = "INSERT INTO collected_deployments (id, agent_id, collected_at) VALUES "
         for (i, id) in ids.enumerated() {
@@ -58,7 +57,7 @@ extension StoreTransaction {
             tombstones.appendInterpolation("(\(bind: id), \(bind: agentId), \(bind: now.microseconds))" as SQLQueryString)
         }
         tombstones.appendLiteral(" ON CONFLICT (id) DO UPDATE SET collected_at = excluded.collected_at")
-        try await db.raw(tombstones).run()
+        try await run(tombstones)
         let events = ids.map {
             EventDraft(deploymentId: $0, type: .garbageCollected, message: "garbage-collected after its expiry")
         }

@@ -21,17 +21,17 @@ extension StoreTransaction {
 
     /// Inserts `task` and, in this transaction, its tracker (id = the task's id, nothing processed yet).
     public func insertTask(_ task: AgentTask) async throws {
-        try await db.raw("""
+        try await run("""
             INSERT INTO tasks (\(unsafeRaw: Self.taskColumns)) VALUES (\(bind: task.id), \(bind: task.agentId), \
             \(bind: task.deploymentId), \(bind: task.name), \(bind: task.status.rawValue), \(bind: task.statusReason), \
             \(bind: try Self.encode(task.params)), \(bind: try Self.encode(task.taskMetadata)), \
             \(bind: task.createdAt.microseconds), \(bind: task.updatedAt.microseconds))
-            """).run()
-        try await db.raw("""
+            """)
+        try await run("""
             INSERT INTO task_trackers (id, agent_id, task_id, last_processed_event_id, status, status_reason, \
             created_at, updated_at) VALUES (\(bind: task.id), \(bind: task.agentId), \(bind: task.id), NULL, NULL, NULL, \
             \(bind: task.createdAt.microseconds), \(bind: task.createdAt.microseconds))
-            """).run()
+            """)
     }
 
     public func task(id: String, lock: Bool = false) async throws -> AgentTask? {
@@ -44,17 +44,17 @@ extension StoreTransaction {
 
     private func tasks(where condition: SQLQueryString, lock: Bool) async throws -> [AgentTask] {
         let query: SQLQueryString = "SELECT \(unsafeRaw: Self.taskColumns) FROM tasks WHERE \(condition)\(unsafeRaw: lock ? dialect.forUpdate : "")"
-        return try await db.raw(query).all().map(Self.decodeTask)
+        return try await rows(query).map(Self.decodeTask)
     }
 
     /// Writes every mutable field of `task`: deployment_id, status, status_reason, params, task_metadata, updated_at.
     public func updateTask(_ task: AgentTask) async throws {
-        try await db.raw("""
+        try await run("""
             UPDATE tasks SET deployment_id = \(bind: task.deploymentId), status = \(bind: task.status.rawValue), \
             status_reason = \(bind: task.statusReason), params = \(bind: try Self.encode(task.params)), \
             task_metadata = \(bind: try Self.encode(task.taskMetadata)), updated_at = \(bind: task.updatedAt.microseconds) \
             WHERE id = \(bind: task.id)
-            """).run()
+            """)
     }
 
     /// A page of tasks; `page.orderBy` is one of the columns the API allows.
@@ -70,7 +70,7 @@ extension StoreTransaction {
             SELECT \(unsafeRaw: Self.taskColumns) FROM tasks WHERE \(condition) \
             \(unsafeRaw: taskOrderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
             """
-        return try await db.raw(query).all().map(Self.decodeTask)
+        return try await rows(query).map(Self.decodeTask)
     }
 
     // MARK: Task events
@@ -81,32 +81,31 @@ extension StoreTransaction {
     /// the same statement that reads it, so concurrent appends (callers also hold the task's row lock)
     /// never share or skip a number. Throws `notFound` for an unknown task.
     public func appendTaskEvent(taskId: String, agentId: String, content: JSONValue?, at now: Timestamp) async throws -> TaskEvent {
-        guard let row = try await db.raw(
+        guard let row = try await rows(
             "UPDATE tasks SET event_count = event_count + 1 WHERE id = \(bind: taskId) RETURNING event_count"
-        ).first() else { throw CutoverError.notFound("task '\(taskId)' not found") }
+        ).first else { throw CutoverError.notFound("task '\(taskId)' not found") }
         let event = TaskEvent(
             id: Identifiers.uuid(), taskId: taskId, agentId: agentId,
-            sequenceId: try row.decode(column: "event_count", as: Int64.self), content: content, createdAt: now)
-        try await db.raw("""
+            sequenceId: try row.int(), content: content, createdAt: now)
+        try await run("""
             INSERT INTO task_events (\(unsafeRaw: Self.taskEventColumns)) VALUES (\(bind: event.id), \(bind: taskId), \
             \(bind: agentId), \(bind: event.sequenceId), \(bind: content.map(JSONCodec.string)), \(bind: now.microseconds))
-            """).run()
+            """)
         return event
     }
 
     public func taskEvent(id: String) async throws -> TaskEvent? {
-        try await db.raw("SELECT \(unsafeRaw: Self.taskEventColumns) FROM task_events WHERE id = \(bind: id)")
-            .first().map(Self.decodeTaskEvent)
+        try await rows("SELECT \(unsafeRaw: Self.taskEventColumns) FROM task_events WHERE id = \(bind: id)").first.map(Self.decodeTaskEvent)
     }
 
     /// Up to `limit` of the task's events (of `agentId` when given) with a `sequence_id` above `afterSequence`,
     /// in `sequence_id` order.
     public func taskEvents(taskId: String, agentId: String?, afterSequence: Int64, limit: Int) async throws -> [TaskEvent] {
         let agent: SQLQueryString = agentId.map { " AND agent_id = \(bind: $0)" } ?? ""
-        return try await db.raw("""
+        return try await rows("""
             SELECT \(unsafeRaw: Self.taskEventColumns) FROM task_events WHERE task_id = \(bind: taskId)\(agent) \
             AND sequence_id > \(bind: afterSequence) ORDER BY sequence_id LIMIT \(bind: limit)
-            """).all().map(Self.decodeTaskEvent)
+            """).map(Self.decodeTaskEvent)
     }
 
     // MARK: Task messages
@@ -114,25 +113,24 @@ extension StoreTransaction {
     static let taskMessageColumns = "id, task_id, content, streaming_status, created_at, updated_at"
 
     public func insertTaskMessage(_ message: TaskMessage) async throws {
-        try await db.raw("""
+        try await run("""
             INSERT INTO task_messages (\(unsafeRaw: Self.taskMessageColumns)) VALUES (\(bind: message.id), \
             \(bind: message.taskId), \(bind: JSONCodec.string(message.content)), \(bind: message.streamingStatus?.rawValue), \
             \(bind: message.createdAt.microseconds), \(bind: message.updatedAt.microseconds))
-            """).run()
+            """)
     }
 
     /// Writes content, streaming_status and updated_at (a message never changes task).
     public func updateTaskMessage(_ message: TaskMessage) async throws {
-        try await db.raw("""
+        try await run("""
             UPDATE task_messages SET content = \(bind: JSONCodec.string(message.content)), \
             streaming_status = \(bind: message.streamingStatus?.rawValue), updated_at = \(bind: message.updatedAt.microseconds) \
             WHERE id = \(bind: message.id)
-            """).run()
+            """)
     }
 
     public func taskMessage(id: String) async throws -> TaskMessage? {
-        try await db.raw("SELECT \(unsafeRaw: Self.taskMessageColumns) FROM task_messages WHERE id = \(bind: id)")
-            .first().map(Self.decodeTaskMessage)
+        try await rows("SELECT \(unsafeRaw: Self.taskMessageColumns) FROM task_messages WHERE id = \(bind: id)").first.map(Self.decodeTaskMessage)
     }
 
     /// The task's messages; the default page is the first 1000 in insertion order. `page.orderBy` may be
@@ -140,10 +138,10 @@ extension StoreTransaction {
     public func taskMessages(
         taskId: String, page: Page = Page(limit: 1000, orderBy: "seq", direction: .asc)
     ) async throws -> [TaskMessage] {
-        try await db.raw("""
+        try await rows("""
             SELECT \(unsafeRaw: Self.taskMessageColumns) FROM task_messages WHERE task_id = \(bind: taskId) \
             \(unsafeRaw: taskOrderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
-            """).all().map(Self.decodeTaskMessage)
+            """).map(Self.decodeTaskMessage)
     }
 
     // MARK: States
@@ -152,18 +150,18 @@ extension StoreTransaction {
 
     /// Inserts `state` unless its task and agent have one; returns whether it was inserted.
     public func insertTaskStateIfAbsent(_ state: TaskState) async throws -> Bool {
-        let rows = try await db.raw("""
+        let inserted = try await rows("""
             INSERT INTO task_states (\(unsafeRaw: Self.taskStateColumns)) VALUES (\(bind: state.id), \(bind: state.taskId), \
             \(bind: state.agentId), \(bind: JSONCodec.string(.object(state.state))), \(bind: state.createdAt.microseconds), \
             \(bind: state.updatedAt.microseconds)) ON CONFLICT (task_id, agent_id) DO NOTHING RETURNING id
-            """).all()
-        return !rows.isEmpty
+            """)
+        return !inserted.isEmpty
     }
 
     public func taskState(id: String, lock: Bool = false) async throws -> TaskState? {
-        try await db.raw("""
+        try await rows("""
             SELECT \(unsafeRaw: Self.taskStateColumns) FROM task_states WHERE id = \(bind: id)\(unsafeRaw: lock ? dialect.forUpdate : "")
-            """).first().map(Self.decodeTaskState)
+            """).first.map(Self.decodeTaskState)
     }
 
     /// States filtered by task and agent (either may be nil: no filter).
@@ -171,22 +169,22 @@ extension StoreTransaction {
         var condition: SQLQueryString = "1 = 1"
         if let taskId { condition.appendInterpolation(" AND task_id = \(bind: taskId)" as SQLQueryString) }
         if let agentId { condition.appendInterpolation(" AND agent_id = \(bind: agentId)" as SQLQueryString) }
-        return try await db.raw("""
+        return try await rows("""
             SELECT \(unsafeRaw: Self.taskStateColumns) FROM task_states WHERE \(condition) \
             \(unsafeRaw: taskOrderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
-            """).all().map(Self.decodeTaskState)
+            """).map(Self.decodeTaskState)
     }
 
     /// Writes the state object and updated_at.
     public func updateTaskState(_ state: TaskState) async throws {
-        try await db.raw("""
+        try await run("""
             UPDATE task_states SET state = \(bind: JSONCodec.string(.object(state.state))), \
             updated_at = \(bind: state.updatedAt.microseconds) WHERE id = \(bind: state.id)
-            """).run()
+            """)
     }
 
     public func deleteTaskState(id: String) async throws {
-        try await db.raw("DELETE FROM task_states WHERE id = \(bind: id)").run()
+        try await run("DELETE FROM task_states WHERE id = \(bind: id)")
     }
 
     // MARK: Trackers
@@ -196,9 +194,9 @@ extension StoreTransaction {
         """
 
     public func taskTracker(id: String, lock: Bool = false) async throws -> TaskTracker? {
-        try await db.raw("""
+        try await rows("""
             SELECT \(unsafeRaw: Self.taskTrackerColumns) FROM task_trackers WHERE id = \(bind: id)\(unsafeRaw: lock ? dialect.forUpdate : "")
-            """).first().map(Self.decodeTaskTracker)
+            """).first.map(Self.decodeTaskTracker)
     }
 
     /// Trackers filtered by agent and task (either may be nil: no filter).
@@ -206,19 +204,19 @@ extension StoreTransaction {
         var condition: SQLQueryString = "1 = 1"
         if let agentId { condition.appendInterpolation(" AND agent_id = \(bind: agentId)" as SQLQueryString) }
         if let taskId { condition.appendInterpolation(" AND task_id = \(bind: taskId)" as SQLQueryString) }
-        return try await db.raw("""
+        return try await rows("""
             SELECT \(unsafeRaw: Self.taskTrackerColumns) FROM task_trackers WHERE \(condition) \
             \(unsafeRaw: taskOrderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
-            """).all().map(Self.decodeTaskTracker)
+            """).map(Self.decodeTaskTracker)
     }
 
     /// Writes last_processed_event_id, status, status_reason and updated_at.
     public func updateTaskTracker(_ tracker: TaskTracker) async throws {
-        try await db.raw("""
+        try await run("""
             UPDATE task_trackers SET last_processed_event_id = \(bind: tracker.lastProcessedEventId), \
             status = \(bind: tracker.status), status_reason = \(bind: tracker.statusReason), \
             updated_at = \(bind: tracker.updatedAt.microseconds) WHERE id = \(bind: tracker.id)
-            """).run()
+            """)
     }
 
     // MARK: Spans
@@ -227,30 +225,30 @@ extension StoreTransaction {
 
     /// Inserts `span` unless its id exists; returns whether it was inserted.
     public func insertSpanIfAbsent(_ span: Span) async throws -> Bool {
-        let rows = try await db.raw("""
+        let inserted = try await rows("""
             INSERT INTO spans (\(unsafeRaw: Self.spanColumns)) VALUES (\(bind: span.id), \(bind: span.traceId), \
             \(bind: span.parentId), \(bind: span.name), \(bind: span.startTime.microseconds), \
             \(bind: span.endTime?.microseconds), \(bind: span.input.map(JSONCodec.string)), \
             \(bind: span.output.map(JSONCodec.string)), \(bind: span.data.map(JSONCodec.string)), \(bind: span.taskId), \
             \(bind: span.agentId)) ON CONFLICT (id) DO NOTHING RETURNING id
-            """).all()
-        return !rows.isEmpty
+            """)
+        return !inserted.isEmpty
     }
 
     public func span(id: String, lock: Bool = false) async throws -> Span? {
-        try await db.raw("""
+        try await rows("""
             SELECT \(unsafeRaw: Self.spanColumns) FROM spans WHERE id = \(bind: id)\(unsafeRaw: lock ? dialect.forUpdate : "")
-            """).first().map(Self.decodeSpan)
+            """).first.map(Self.decodeSpan)
     }
 
     /// Writes every field but id and agent_id.
     public func updateSpan(_ span: Span) async throws {
-        try await db.raw("""
+        try await run("""
             UPDATE spans SET trace_id = \(bind: span.traceId), parent_id = \(bind: span.parentId), name = \(bind: span.name), \
             start_time = \(bind: span.startTime.microseconds), end_time = \(bind: span.endTime?.microseconds), \
             input = \(bind: span.input.map(JSONCodec.string)), output = \(bind: span.output.map(JSONCodec.string)), \
             data = \(bind: span.data.map(JSONCodec.string)), task_id = \(bind: span.taskId) WHERE id = \(bind: span.id)
-            """).run()
+            """)
     }
 
     /// Spans filtered by trace and task; with `visibleTo`, only those that agent wrote or that belong to
@@ -264,10 +262,10 @@ extension StoreTransaction {
                  AND (agent_id = \(bind: agentId) OR task_id IN (SELECT id FROM tasks WHERE agent_id = \(bind: agentId)))
                 """ as SQLQueryString)
         }
-        return try await db.raw("""
+        return try await rows("""
             SELECT \(unsafeRaw: Self.spanColumns) FROM spans WHERE \(condition) \
             \(unsafeRaw: taskOrderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
-            """).all().map(Self.decodeSpan)
+            """).map(Self.decodeSpan)
     }
 
     // MARK: Helpers
@@ -286,87 +284,65 @@ extension StoreTransaction {
         return try JSONCodec.parse(text)
     }
 
-    static func decodeTask(_ row: any SQLRow) throws -> AgentTask {
-        AgentTask(
-            id: try row.decode(column: "id", as: String.self),
-            agentId: try row.decode(column: "agent_id", as: String.self),
-            deploymentId: try row.decode(column: "deployment_id", as: String?.self),
-            name: try row.decode(column: "name", as: String?.self),
-            status: TaskStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .running,
-            statusReason: try row.decode(column: "status_reason", as: String?.self),
-            params: try decodeObject(row.decode(column: "params", as: String?.self)),
-            taskMetadata: try decodeObject(row.decode(column: "task_metadata", as: String?.self)),
-            createdAt: try timestamp(row, "created_at")!,
-            updatedAt: try timestamp(row, "updated_at")!)
+    /// Each decoder reads its table's column list, in its order.
+    static func decodeTask(_ row: Row) throws -> AgentTask {
+        var r = row.reader
+        return AgentTask(
+            id: try r.text(), agentId: try r.text(), deploymentId: try r.optionalText(), name: try r.optionalText(),
+            status: TaskStatus(rawValue: try r.text()) ?? .running, statusReason: try r.optionalText(),
+            params: try decodeObject(r.optionalText()), taskMetadata: try decodeObject(r.optionalText()),
+            createdAt: try r.time(), updatedAt: try r.time())
     }
 
-    static func decodeTaskEvent(_ row: any SQLRow) throws -> TaskEvent {
-        TaskEvent(
-            id: try row.decode(column: "id", as: String.self),
-            taskId: try row.decode(column: "task_id", as: String.self),
-            agentId: try row.decode(column: "agent_id", as: String.self),
-            sequenceId: try row.decode(column: "sequence_id", as: Int64.self),
-            content: try decodeJSON(row.decode(column: "content", as: String?.self)),
-            createdAt: try timestamp(row, "created_at")!)
+    static func decodeTaskEvent(_ row: Row) throws -> TaskEvent {
+        var r = row.reader
+        return TaskEvent(
+            id: try r.text(), taskId: try r.text(), agentId: try r.text(), sequenceId: try r.int(),
+            content: try decodeJSON(r.optionalText()), createdAt: try r.time())
     }
 
-    static func decodeTaskMessage(_ row: any SQLRow) throws -> TaskMessage {
-        TaskMessage(
-            id: try row.decode(column: "id", as: String.self),
-            taskId: try row.decode(column: "task_id", as: String.self),
-            content: try decodeJSON(row.decode(column: "content", as: String.self)) ?? .null,
-            streamingStatus: try row.decode(column: "streaming_status", as: String?.self).flatMap(StreamingStatus.init),
-            createdAt: try timestamp(row, "created_at")!,
-            updatedAt: try timestamp(row, "updated_at")!)
+    static func decodeTaskMessage(_ row: Row) throws -> TaskMessage {
+        var r = row.reader
+        return TaskMessage(
+            id: try r.text(), taskId: try r.text(), content: try decodeJSON(r.text()) ?? .null,
+            streamingStatus: try r.optionalText().flatMap(StreamingStatus.init), createdAt: try r.time(),
+            updatedAt: try r.time())
     }
 
-    static func decodeTaskState(_ row: any SQLRow) throws -> TaskState {
-        TaskState(
-            id: try row.decode(column: "id", as: String.self),
-            taskId: try row.decode(column: "task_id", as: String.self),
-            agentId: try row.decode(column: "agent_id", as: String.self),
-            state: try decodeObject(row.decode(column: "state", as: String.self)) ?? [:],
-            createdAt: try timestamp(row, "created_at")!,
-            updatedAt: try timestamp(row, "updated_at")!)
+    static func decodeTaskState(_ row: Row) throws -> TaskState {
+        var r = row.reader
+        return TaskState(
+            id: try r.text(), taskId: try r.text(), agentId: try r.text(), state: try decodeObject(r.text()) ?? [:],
+            createdAt: try r.time(), updatedAt: try r.time())
     }
 
-    static func decodeTaskTracker(_ row: any SQLRow) throws -> TaskTracker {
-        TaskTracker(
-            id: try row.decode(column: "id", as: String.self),
-            agentId: try row.decode(column: "agent_id", as: String.self),
-            taskId: try row.decode(column: "task_id", as: String.self),
-            lastProcessedEventId: try row.decode(column: "last_processed_event_id", as: String?.self),
-            status: try row.decode(column: "status", as: String?.self),
-            statusReason: try row.decode(column: "status_reason", as: String?.self),
-            createdAt: try timestamp(row, "created_at")!,
-            updatedAt: try timestamp(row, "updated_at")!)
+    static func decodeTaskTracker(_ row: Row) throws -> TaskTracker {
+        var r = row.reader
+        return TaskTracker(
+            id: try r.text(), agentId: try r.text(), taskId: try r.text(), lastProcessedEventId: try r.optionalText(),
+            status: try r.optionalText(), statusReason: try r.optionalText(), createdAt: try r.time(),
+            updatedAt: try r.time())
     }
 
-    static func decodeSpan(_ row: any SQLRow) throws -> Span {
-        Span(
-            id: try row.decode(column: "id", as: String.self),
-            traceId: try row.decode(column: "trace_id", as: String.self),
-            parentId: try row.decode(column: "parent_id", as: String?.self),
-            name: try row.decode(column: "name", as: String.self),
-            startTime: try timestamp(row, "start_time")!,
-            endTime: try timestamp(row, "end_time"),
-            input: try decodeJSON(row.decode(column: "input", as: String?.self)),
-            output: try decodeJSON(row.decode(column: "output", as: String?.self)),
-            data: try decodeJSON(row.decode(column: "data", as: String?.self)),
-            taskId: try row.decode(column: "task_id", as: String?.self),
-            agentId: try row.decode(column: "agent_id", as: String?.self))
+    static func decodeSpan(_ row: Row) throws -> Span {
+        var r = row.reader
+        return Span(
+            id: try r.text(), traceId: try r.text(), parentId: try r.optionalText(), name: try r.text(),
+            startTime: try r.time(), endTime: try r.optionalTime(), input: try decodeJSON(r.optionalText()),
+            output: try decodeJSON(r.optionalText()), data: try decodeJSON(r.optionalText()),
+            taskId: try r.optionalText(), agentId: try r.optionalText())
     }
 
     /// Per deployment of the agent, when its RUNNING tasks were last active (retention's task drain).
     public func runningTaskActivity(agentId: String) async throws -> [String: Timestamp] {
-        let rows = try await db.raw("""
+        let active = try await rows("""
             SELECT deployment_id, MAX(updated_at) AS active FROM tasks \
             WHERE agent_id = \(bind: agentId) AND status = 'RUNNING' AND deployment_id IS NOT NULL GROUP BY deployment_id
-            """).all()
+            """)
         var activity: [String: Timestamp] = [:]
-        for row in rows {
-            activity[try row.decode(column: "deployment_id", as: String.self)] =
-                Timestamp(microseconds: try row.decode(column: "active", as: Int64.self))
+        for row in active {
+            var r = row.reader
+            activity[try r.text()] = try r.time()
         }
         return activity
     }

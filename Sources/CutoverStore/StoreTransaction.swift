@@ -5,12 +5,16 @@ import Synchronization
 
 /// One unit of work on either backend: the only code that writes SQL for records.
 public final class StoreTransaction: Sendable {
+    /// SQLKit's view of the connection, for statements built at run time (filters, orderings, batches).
     let db: any SQLDatabase
+    /// The driver connection itself, for the static statements of the hot paths.
+    let connection: DriverConnection
     public let dialect: SQLDialectKind
     private let pendingChanges = Mutex<[Change]>([])
 
-    init(db: any SQLDatabase, dialect: SQLDialectKind) {
-        self.db = db
+    init(connection: DriverConnection, dialect: SQLDialectKind) {
+        self.connection = connection
+        self.db = connection.sql
         self.dialect = dialect
     }
 
@@ -26,6 +30,18 @@ public final class StoreTransaction: Sendable {
     }
 
     var changes: [Change] { pendingChanges.withLock { $0 } }
+
+    /// Runs `query` on the driver connection: SQLKit only renders its text and parameters, and the rows
+    /// are read by position with the driver's typed decoding.
+    func rows(_ query: SQLQueryString) async throws -> [Row] {
+        var serializer = SQLSerializer(database: db)
+        query.serialize(to: &serializer)
+        return try await connection.rows(sql: serializer.sql, try serializer.binds.map(Bind.init))
+    }
+
+    func run(_ query: SQLQueryString) async throws {
+        _ = try await rows(query)
+    }
 
     // MARK: Agents
 
@@ -49,29 +65,29 @@ public final class StoreTransaction: Sendable {
 
     private func agents(where condition: SQLQueryString, lock: Bool) async throws -> [Agent] {
         let query: SQLQueryString = "SELECT \(unsafeRaw: Self.agentColumns) FROM agents WHERE \(condition)\(unsafeRaw: lock ? dialect.forUpdate : "")"
-        return try await db.raw(query).all().map(Self.decodeAgent)
+        return try await rows(query).map(Self.decodeAgent)
     }
 
     public func listAgents(page: Page) async throws -> [Agent] {
         let query: SQLQueryString = "SELECT \(unsafeRaw: Self.agentColumns) FROM agents \(unsafeRaw: orderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)"
-        return try await db.raw(query).all().map(Self.decodeAgent)
+        return try await rows(query).map(Self.decodeAgent)
     }
 
     /// Inserts `agent` unless its name is taken; returns whether it was inserted.
     public func insertAgentIfAbsent(_ a: Agent) async throws -> Bool {
-        let rows = try await db.raw("""
+        let inserted = try await rows("""
             INSERT INTO agents (\(unsafeRaw: Self.agentColumns), api_key_lookup) VALUES (\(bind: a.id), \(bind: a.name), \
             \(bind: a.description), \(bind: a.status.rawValue), \(bind: a.statusReason), \(bind: a.acpType.rawValue), \
             \(bind: a.agentInputType?.rawValue), \(bind: try Self.encode(a.registrationMetadata)), \
             \(bind: a.registeredAt?.microseconds), \(bind: a.createdAt.microseconds), \(bind: a.updatedAt.microseconds), \
             \(bind: a.productionDeploymentId), \(bind: a.acpURL), \(bind: a.apiKey), \
             \(bind: Identifiers.apiKeyLookup(a.apiKey))) ON CONFLICT (name) DO NOTHING RETURNING id
-            """).all()
-        return !rows.isEmpty
+            """)
+        return !inserted.isEmpty
     }
 
     public func updateAgent(_ a: Agent) async throws {
-        try await db.raw("""
+        try await run("""
             UPDATE agents SET description = \(bind: a.description), status = \(bind: a.status.rawValue), \
             status_reason = \(bind: a.statusReason), acp_type = \(bind: a.acpType.rawValue), \
             agent_input_type = \(bind: a.agentInputType?.rawValue), \
@@ -79,7 +95,7 @@ public final class StoreTransaction: Sendable {
             registered_at = \(bind: a.registeredAt?.microseconds), updated_at = \(bind: a.updatedAt.microseconds), \
             production_deployment_id = \(bind: a.productionDeploymentId), acp_url = \(bind: a.acpURL) \
             WHERE id = \(bind: a.id)
-            """).run()
+            """)
         noteChange(agentId: a.id, deploymentId: nil)
     }
 
@@ -106,15 +122,15 @@ public final class StoreTransaction: Sendable {
 
     /// The image of the agent's newest deployment, the default for a registration that names none.
     public func lastDockerImage(agentId: String) async throws -> String? {
-        try await db.raw("""
+        try await rows("""
             SELECT docker_image FROM deployments WHERE agent_id = \(bind: agentId) ORDER BY created_at DESC, seq DESC LIMIT 1
-            """).first()?.decode(column: "docker_image", as: String.self)
+            """).first?.text()
     }
 
     /// Ids of every deployment the controller may still have work on.
     public func pendingDeploymentIds() async throws -> [String] {
-        try await db.raw("SELECT id FROM deployments WHERE status = 'Pending' AND expires_at IS NULL").all()
-            .map { try $0.decode(column: "id", as: String.self) }
+        try await rows("SELECT id FROM deployments WHERE status = 'Pending' AND expires_at IS NULL")
+            .map { try $0.text() }
     }
 
     public func listDeployments(agentId: String, includeDeleted: Bool, page: Page) async throws -> [Deployment] {
@@ -124,7 +140,7 @@ public final class StoreTransaction: Sendable {
             WHERE agent_id = \(bind: agentId)\(deleted) \
             \(unsafeRaw: orderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
             """
-        return try await db.raw(query).all().map(Self.decodeDeployment)
+        return try await rows(query).map(Self.decodeDeployment)
     }
 
     private func deployments(where condition: SQLQueryString, lock: Bool) async throws -> [Deployment] {
@@ -132,14 +148,14 @@ public final class StoreTransaction: Sendable {
             SELECT \(unsafeRaw: Self.deploymentColumns), \(unsafeRaw: Self.runningTasksColumn) FROM deployments \
             WHERE \(condition)\(unsafeRaw: lock ? dialect.forUpdate : "")
             """
-        return try await db.raw(query).all().map(Self.decodeDeployment)
+        return try await rows(query).map(Self.decodeDeployment)
     }
 
     /// Inserts `d` unless its id exists, or was collected from another agent (a collected id stays its
     /// agent's); returns whether it was inserted. The casts give PostgreSQL the types of NULL parameters,
     /// which a SELECT list (unlike VALUES) does not take from the target columns.
     public func insertDeploymentIfAbsent(_ d: Deployment) async throws -> Bool {
-        let rows = try await db.raw("""
+        let inserted = try await rows("""
             INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) SELECT \(bind: d.id), \(bind: d.agentId), \
             \(bind: d.dockerImage), CAST(\(bind: try Self.encode(d.registrationMetadata)) AS TEXT), \(bind: d.status.rawValue), \
             CAST(\(bind: d.statusReason) AS TEXT), CAST(\(bind: d.acpURL) AS TEXT), CAST(\(bind: d.isProduction ? 1 : 0) AS INTEGER), \
@@ -150,14 +166,14 @@ public final class StoreTransaction: Sendable {
             CAST(\(bind: d.failedAt?.microseconds) AS BIGINT), CAST(\(bind: d.lastProbeError) AS TEXT) \
             WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = \(bind: d.id) AND c.agent_id <> \(bind: d.agentId)) \
             ON CONFLICT (id) DO NOTHING RETURNING id
-            """).all()
-        guard !rows.isEmpty else { return false }
+            """)
+        guard !inserted.isEmpty else { return false }
         if dialect == .postgres {
             // The insert's check ran on a snapshot from before it started. If it waited on a collection of
             // this id by another agent, that collection committed meanwhile: look again, on a fresh snapshot.
-            let taken = try await db.raw("""
+            let taken = try await rows("""
                 SELECT 1 AS taken FROM collected_deployments WHERE id = \(bind: d.id) AND agent_id <> \(bind: d.agentId)
-                """).first()
+                """).first
             if taken != nil { throw CutoverError.conflict("deployment id '\(d.id)' belongs to another agent") }
         }
         noteChange(d)
@@ -167,7 +183,7 @@ public final class StoreTransaction: Sendable {
     /// Writes every mutable field of `d`; `agent_id` is never written (invariant 3). `notify: false` is for
     /// writes nobody needs to react to (the controller's own pending hints).
     public func updateDeployment(_ d: Deployment, notify: Bool = true) async throws {
-        try await db.raw("""
+        try await run("""
             UPDATE deployments SET docker_image = \(bind: d.dockerImage), \
             registration_metadata = \(bind: try Self.encode(d.registrationMetadata)), status = \(bind: d.status.rawValue), \
             status_reason = \(bind: d.statusReason), acp_url = \(bind: d.acpURL), is_production = \(bind: d.isProduction ? 1 : 0), \
@@ -176,7 +192,7 @@ public final class StoreTransaction: Sendable {
             promoted_at = \(bind: d.promotedAt?.microseconds), demoted_at = \(bind: d.demotedAt?.microseconds), \
             expires_at = \(bind: d.expiresAt?.microseconds), failed_at = \(bind: d.failedAt?.microseconds), \
             last_probe_error = \(bind: d.lastProbeError) WHERE id = \(bind: d.id)
-            """).run()
+            """)
         if notify { noteChange(d) }
     }
 
@@ -203,7 +219,7 @@ public final class StoreTransaction: Sendable {
                 \(bind: draft.reason), \(bind: draft.message), \(bind: actor.description), \(bind: now.microseconds))
                 """ as SQLQueryString)
         }
-        try await db.raw(query).run()
+        try await run(query)
     }
 
     public func listEvents(agentId: String, deploymentId: String?, page: Page) async throws -> [Event] {
@@ -213,13 +229,12 @@ public final class StoreTransaction: Sendable {
             WHERE agent_id = \(bind: agentId)\(filter) \(unsafeRaw: orderClause(page, timeColumnInCommitOrder: true)) \
             LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
             """
-        return try await db.raw(query).all().map { try Self.event($0).event }
+        return try await rows(query).map { try Self.event($0).event }
     }
 
     /// The position of event `id` in its agent's trail, nil when the agent has no such event.
     public func eventPosition(agentId: String, id: String) async throws -> Int64? {
-        try await db.raw("SELECT seq FROM events WHERE agent_id = \(bind: agentId) AND id = \(bind: id)")
-            .first()?.decode(column: "seq", as: Int64.self)
+        try await rows("SELECT seq FROM events WHERE agent_id = \(bind: agentId) AND id = \(bind: id)").first?.int()
     }
 
     /// Up to `limit` of the agent's events after position `after`, oldest first, each with its position:
@@ -230,22 +245,19 @@ public final class StoreTransaction: Sendable {
             SELECT \(unsafeRaw: Self.eventColumns) FROM events \
             WHERE agent_id = \(bind: agentId) AND seq > \(bind: after) ORDER BY seq LIMIT \(bind: limit)
             """
-        return try await db.raw(query).all().map(Self.event)
+        return try await rows(query).map(Self.event)
     }
 
     static let eventColumns = "seq, id, agent_id, deployment_id, type, reason, message, actor, created_at"
 
-    private static func event(_ row: any SQLRow) throws -> (position: Int64, event: Event) {
+    private static func event(_ row: Row) throws -> (position: Int64, event: Event) {
+        var r = row.reader
+        let position = try r.int()
         let event = Event(
-            id: try row.decode(column: "id", as: String.self),
-            agentId: try row.decode(column: "agent_id", as: String.self),
-            deploymentId: try row.decode(column: "deployment_id", as: String?.self),
-            type: EventType(rawValue: try row.decode(column: "type", as: String.self)) ?? .created,
-            reason: try row.decode(column: "reason", as: String?.self),
-            message: try row.decode(column: "message", as: String.self),
-            actor: try row.decode(column: "actor", as: String.self),
-            createdAt: Timestamp(microseconds: try row.decode(column: "created_at", as: Int64.self)))
-        return (try row.decode(column: "seq", as: Int64.self), event)
+            id: try r.text(), agentId: try r.text(), deploymentId: try r.optionalText(),
+            type: EventType(rawValue: try r.text()) ?? .created, reason: try r.optionalText(), message: try r.text(),
+            actor: try r.text(), createdAt: try r.time())
+        return (position, event)
     }
 
     // MARK: Helpers
@@ -274,26 +286,17 @@ public final class StoreTransaction: Sendable {
         return object
     }
 
-    static func timestamp(_ row: any SQLRow, _ column: String) throws -> Timestamp? {
-        try row.decode(column: column, as: Int64?.self).map(Timestamp.init(microseconds:))
-    }
-
-    static func decodeAgent(_ row: any SQLRow) throws -> Agent {
-        Agent(
-            id: try row.decode(column: "id", as: String.self),
-            name: try row.decode(column: "name", as: String.self),
-            description: try row.decode(column: "description", as: String.self),
-            status: AgentStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .unknown,
-            statusReason: try row.decode(column: "status_reason", as: String?.self),
-            acpType: ACPType(rawValue: try row.decode(column: "acp_type", as: String.self)) ?? .async,
-            agentInputType: try row.decode(column: "agent_input_type", as: String?.self).flatMap(AgentInputType.init),
-            registrationMetadata: try decodeObject(row.decode(column: "registration_metadata", as: String?.self)),
-            registeredAt: try timestamp(row, "registered_at"),
-            createdAt: try timestamp(row, "created_at")!,
-            updatedAt: try timestamp(row, "updated_at")!,
-            productionDeploymentId: try row.decode(column: "production_deployment_id", as: String?.self),
-            acpURL: try row.decode(column: "acp_url", as: String?.self),
-            apiKey: try row.decode(column: "api_key", as: String.self))
+    /// Reads `agentColumns`, in their order.
+    static func decodeAgent(_ row: Row) throws -> Agent {
+        var r = row.reader
+        return Agent(
+            id: try r.text(), name: try r.text(), description: try r.text(),
+            status: AgentStatus(rawValue: try r.text()) ?? .unknown, statusReason: try r.optionalText(),
+            acpType: ACPType(rawValue: try r.text()) ?? .async,
+            agentInputType: try r.optionalText().flatMap(AgentInputType.init),
+            registrationMetadata: try decodeObject(r.optionalText()), registeredAt: try r.optionalTime(),
+            createdAt: try r.time(), updatedAt: try r.time(), productionDeploymentId: try r.optionalText(),
+            acpURL: try r.optionalText(), apiKey: try r.text())
     }
 
     /// The count a deployment record shows as `running_tasks`, read with it (the partial index on RUNNING
@@ -301,28 +304,20 @@ public final class StoreTransaction: Sendable {
     static let runningTasksColumn =
         "(SELECT COUNT(*) FROM tasks WHERE tasks.deployment_id = deployments.id AND tasks.status = 'RUNNING') AS running_tasks"
 
-    static func decodeDeployment(_ row: any SQLRow) throws -> Deployment {
+    /// Reads `deploymentColumns`, in their order, then `runningTasksColumn` when `withRunningTasks`.
+    static func decodeDeployment(_ row: Row, withRunningTasks: Bool) throws -> Deployment {
+        var r = row.reader
         var d = Deployment(
-            id: try row.decode(column: "id", as: String.self),
-            agentId: try row.decode(column: "agent_id", as: String.self),
-            dockerImage: try row.decode(column: "docker_image", as: String.self),
-            registrationMetadata: try decodeObject(row.decode(column: "registration_metadata", as: String?.self)),
-            status: DeploymentStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .pending,
-            statusReason: try row.decode(column: "status_reason", as: String?.self),
-            acpURL: try row.decode(column: "acp_url", as: String?.self),
-            isProduction: try row.decode(column: "is_production", as: Int64.self) != 0,
-            sgpDeployId: try row.decode(column: "sgp_deploy_id", as: String?.self),
-            helmReleaseName: try row.decode(column: "helm_release_name", as: String?.self),
-            createdAt: try timestamp(row, "created_at")!,
-            registeredAt: try timestamp(row, "registered_at"),
-            readyAt: try timestamp(row, "ready_at"),
-            promotedAt: try timestamp(row, "promoted_at"),
-            demotedAt: try timestamp(row, "demoted_at"),
-            expiresAt: try timestamp(row, "expires_at"),
-            failedAt: try timestamp(row, "failed_at"),
-            lastProbeError: try row.decode(column: "last_probe_error", as: String?.self))
-        // Absent where a query does not ask for it (retention's reads).
-        d.runningTasks = Int((try? row.decode(column: "running_tasks", as: Int64.self)) ?? 0)
+            id: try r.text(), agentId: try r.text(), dockerImage: try r.text(),
+            registrationMetadata: try decodeObject(r.optionalText()),
+            status: DeploymentStatus(rawValue: try r.text()) ?? .pending, statusReason: try r.optionalText(),
+            acpURL: try r.optionalText(), isProduction: try r.bool(), sgpDeployId: try r.optionalText(),
+            helmReleaseName: try r.optionalText(), createdAt: try r.time(), registeredAt: try r.optionalTime(),
+            readyAt: try r.optionalTime(), promotedAt: try r.optionalTime(), demotedAt: try r.optionalTime(),
+            expiresAt: try r.optionalTime(), failedAt: try r.optionalTime(), lastProbeError: try r.optionalText())
+        if withRunningTasks { d.runningTasks = Int(try r.int()) }
         return d
     }
+
+    static func decodeDeployment(_ row: Row) throws -> Deployment { try decodeDeployment(row, withRunningTasks: true) }
 }

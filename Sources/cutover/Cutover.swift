@@ -1,6 +1,5 @@
 import ArgumentParser
 
-@main
 struct Cutover: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cutover",
@@ -11,4 +10,21 @@ struct Cutover: AsyncParsableCommand {
             Wait.self, Apply.self,
         ]
     )
+}
+
+extension Cutover {
+    /// What `AsyncParsableCommand.main()` does; called from `main.swift`, whose top-level code would pick
+    /// the synchronous overloads.
+    static func runAsMain() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

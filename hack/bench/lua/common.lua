@@ -1,5 +1,5 @@
--- Shared by the control-plane benchmarks: per-thread counting of non-2xx responses and a
--- one-line machine-readable summary (prefixed "BENCHJSON ") printed by done().
+-- Shared by every wrk script of hack/bench/: per-thread counting of non-2xx responses and a
+-- one-line machine-readable summary (prefixed "BENCHJSON ") printed by done(), which benchlib.run_wrk reads.
 -- Each wrk thread has its own Lua state: setup() (main state) gives each one a thread id `tid`;
 -- done() (main state) collects the per-thread counters with thread:get().
 

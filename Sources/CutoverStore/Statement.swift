@@ -1,0 +1,207 @@
+import CutoverCore
+import Logging
+import PostgresNIO
+import SQLKit
+import SQLiteNIO
+
+/// A statement of the hot paths, written once with PostgreSQL's `$1` parameters; SQLite gets the same
+/// text with `?1`, which numbers its parameters the same way. Statements are static, so no SQL is built
+/// per request.
+struct Statement: Sendable {
+    let postgres: String
+    let sqlite: String
+
+    init(_ sql: String) {
+        postgres = sql
+        sqlite = Self.sqliteParameters(sql)
+    }
+
+    /// `$N` → `?N` outside quoted literals.
+    static func sqliteParameters(_ sql: String) -> String {
+        var out = ""
+        out.reserveCapacity(sql.utf8.count)
+        var inLiteral = false
+        for c in sql {
+            if c == "'" { inLiteral.toggle() }
+            out.append(c == "$" && !inLiteral ? "?" : c)
+        }
+        return out
+    }
+}
+
+/// A statement parameter: every column Cutover stores is text or a 64-bit integer.
+enum Bind: Sendable {
+    case text(String?)
+    case int(Int64?)
+
+    static func bool(_ value: Bool) -> Bind { .int(value ? 1 : 0) }
+    static func time(_ value: Timestamp?) -> Bind { .int(value?.microseconds) }
+    static func int(_ value: Int) -> Bind { .int(Int64(value)) }
+
+    /// A parameter SQLKit's interpolation collected: only the types Cutover binds are accepted.
+    init(_ value: any Encodable & Sendable) throws {
+        switch value {
+        case let text as String: self = .text(text)
+        case let number as Int64: self = .int(number)
+        case let number as Int: self = .int(Int64(number))
+        case let text as String?: self = .text(text)
+        case let number as Int64?: self = .int(number)
+        case let number as Int?: self = .int(number.map(Int64.init))
+        default: throw UnsupportedBind(type: "\(type(of: value))")
+        }
+    }
+
+    struct UnsupportedBind: Error, CustomStringConvertible {
+        let type: String
+        var description: String { "cannot bind a \(type) as a statement parameter" }
+    }
+}
+
+/// The driver connection beneath a unit of work: statements here skip SQLKit, binding and decoding with
+/// the drivers' own typed values (SQLKit's Codable row decoding was the largest CPU cost of a request).
+enum DriverConnection: Sendable {
+    case postgres(PostgresConnection, Logger)
+    case sqlite(SQLiteConnection)
+
+    /// Runs `statement` and returns its rows, each read by position.
+    func rows(_ statement: Statement, _ binds: [Bind] = []) async throws -> [Row] {
+        switch self {
+        case .postgres: try await rows(sql: statement.postgres, binds)
+        case .sqlite: try await rows(sql: statement.sqlite, binds)
+        }
+    }
+
+    /// Runs `sql`, already in this backend's parameter style.
+    func rows(sql: String, _ binds: [Bind]) async throws -> [Row] {
+        switch self {
+        case .postgres(let connection, let logger):
+            var bindings = PostgresBindings(capacity: binds.count)
+            for bind in binds {
+                switch bind {
+                case .text(let value?): bindings.append(value)
+                case .int(let value?): bindings.append(value)
+                case .text(nil): bindings.append(String?.none)
+                case .int(nil): bindings.append(Int64?.none)
+                }
+            }
+            let result = try await connection.query(
+                PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
+            return try await result.collect().map { .postgres($0) }
+        case .sqlite(let connection):
+            let data: [SQLiteData] = binds.map {
+                switch $0 {
+                case .text(let value?): .text(value)
+                case .int(let value?): .integer(Int(value))
+                case .text(nil), .int(nil): .null
+                }
+            }
+            return try await connection.query(sql, data).map { .sqlite($0.columns.map(\.data)) }
+        }
+    }
+
+    func run(_ statement: Statement, _ binds: [Bind] = []) async throws {
+        _ = try await rows(statement, binds)
+    }
+
+    /// The SQLKit view of the same connection, for the statements built at run time.
+    var sql: any SQLDatabase {
+        switch self {
+        case .postgres(let connection, _): connection.sql()
+        case .sqlite(let connection): connection.sql()
+        }
+    }
+}
+
+/// One result row, read left to right in the order of the statement's columns.
+enum Row: Sendable {
+    case postgres(PostgresRow)
+    case sqlite([SQLiteData])
+
+    var reader: RowReader { RowReader(self) }
+
+    /// The first column, for one-column statements.
+    func text() throws -> String {
+        var reader = reader
+        return try reader.text()
+    }
+
+    func int() throws -> Int64 {
+        var reader = reader
+        return try reader.int()
+    }
+
+    func optionalInt() throws -> Int64? {
+        var reader = reader
+        return try reader.optionalInt()
+    }
+}
+
+struct RowReader {
+    private enum Cells {
+        case postgres(PostgresRow.Iterator)
+        case sqlite([SQLiteData], Int)
+    }
+
+    private var cells: Cells
+
+    init(_ row: Row) {
+        switch row {
+        case .postgres(let row): cells = .postgres(row.makeIterator())
+        case .sqlite(let data): cells = .sqlite(data, 0)
+        }
+    }
+
+    struct ColumnMissing: Error {}
+    struct WrongType: Error, CustomStringConvertible {
+        let value: String
+        var description: String { "stored value \(value) has an unexpected type" }
+    }
+
+    mutating func text() throws -> String {
+        guard let value = try optionalText() else { throw WrongType(value: "NULL") }
+        return value
+    }
+
+    mutating func optionalText() throws -> String? {
+        switch cells {
+        case .postgres(var iterator):
+            guard let cell = iterator.next() else { throw ColumnMissing() }
+            cells = .postgres(iterator)
+            return try cell.decode(String?.self)
+        case .sqlite(let data, let index):
+            guard index < data.count else { throw ColumnMissing() }
+            cells = .sqlite(data, index + 1)
+            switch data[index] {
+            case .text(let value): return value
+            case .null: return nil
+            case let other: throw WrongType(value: "\(other)")
+            }
+        }
+    }
+
+    mutating func int() throws -> Int64 {
+        guard let value = try optionalInt() else { throw WrongType(value: "NULL") }
+        return value
+    }
+
+    mutating func optionalInt() throws -> Int64? {
+        switch cells {
+        case .postgres(var iterator):
+            guard let cell = iterator.next() else { throw ColumnMissing() }
+            cells = .postgres(iterator)
+            return try cell.decode(Int64?.self)
+        case .sqlite(let data, let index):
+            guard index < data.count else { throw ColumnMissing() }
+            cells = .sqlite(data, index + 1)
+            switch data[index] {
+            case .integer(let value): return Int64(value)
+            case .null: return nil
+            case let other: throw WrongType(value: "\(other)")
+            }
+        }
+    }
+
+    mutating func time() throws -> Timestamp { Timestamp(microseconds: try int()) }
+    mutating func optionalTime() throws -> Timestamp? { try optionalInt().map(Timestamp.init(microseconds:)) }
+    mutating func bool() throws -> Bool { try int() != 0 }
+}
