@@ -94,6 +94,9 @@ struct TaskProtocol: Sendable {
     private func prepare(
         _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool, data: [String: JSONValue]
     ) async throws -> Prepared {
+        if let prepared = try await prepareInOneStatement(call, route: route, target: target, pinned: pinned) {
+            return prepared
+        }
         let affinity = self.affinity
         return try await deps.store.transaction(dryRun: false) { tx in
             // The agent's row lock orders every task write of the agent, as it does deployments'.
@@ -159,13 +162,7 @@ struct TaskProtocol: Sendable {
                 if found != existing { try await tx.updateTask(found) }
                 task = found
             } else {
-                task = AgentTask(
-                    id: Identifiers.uuid(), agentId: agent.id, deploymentId: target.deploymentId,
-                    name: call.name ?? { if case .name(let n)? = call.task { n } else { nil } }(),
-                    statusReason: route.acpType == .sync || call.method != .create
-                        ? "Task created" : "Task created, forwarding to the agent",
-                    params: call.params,
-                    taskMetadata: call.taskMetadata, createdAt: now, updatedAt: now)
+                task = Self.newTask(call, route: route, deploymentId: target.deploymentId, at: now)
                 try await tx.insertTask(task)
             }
 
@@ -178,17 +175,72 @@ struct TaskProtocol: Sendable {
                         createdAt: now, updatedAt: now))
                 }
             case .eventSend:
-                // As Agentex does: what the user says in an event is part of the conversation.
-                if let content = call.content, content["author"]?.stringValue == "user" {
-                    try await tx.insertTaskMessage(TaskMessage(
-                        id: Identifiers.uuid(), taskId: task.id, content: .object(content), streamingStatus: .done,
-                        createdAt: now, updatedAt: now))
-                }
+                if let message = Self.userMessage(call, taskId: task.id, at: now) { try await tx.insertTaskMessage(message) }
                 event = try await tx.appendTaskEvent(taskId: task.id, agentId: agent.id, content: call.content.map(JSONValue.object), at: now)
             case .create, .cancel, .interrupt:
                 break
             }
             return Prepared(agent: agent, task: task, target: target, event: event, isNew: isNew)
+        }
+    }
+
+    static func newTask(_ call: TaskCall, route: AgentRoute, deploymentId: String?, at now: Timestamp) -> AgentTask {
+        AgentTask(
+            id: Identifiers.uuid(), agentId: route.agentId, deploymentId: deploymentId,
+            name: call.name ?? { if case .name(let n)? = call.task { n } else { nil } }(),
+            statusReason: route.acpType == .sync || call.method != .create
+                ? "Task created" : "Task created, forwarding to the agent",
+            params: call.params, taskMetadata: call.taskMetadata, createdAt: now, updatedAt: now)
+    }
+
+    /// As Agentex does: what the user says in an event is part of the conversation.
+    static func userMessage(_ call: TaskCall, taskId: String, at now: Timestamp) -> TaskMessage? {
+        guard let content = call.content, content["author"]?.stringValue == "user" else { return nil }
+        return TaskMessage(
+            id: Identifiers.uuid(), taskId: taskId, content: .object(content), streamingStatus: .done, createdAt: now,
+            updatedAt: now)
+    }
+
+    /// The commonest calls, `event/send` and `message/send` on a task named by id that stays where it is
+    /// and `task/create` without a name, as one statement each where the store runs them (PostgreSQL): no agent lock, one
+    /// round trip. Nil when the call needs the transaction above (every other case, SQLite, and every
+    /// error, which the transaction then reports).
+    private func prepareInOneStatement(
+        _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool
+    ) async throws -> Prepared? {
+        let now = Timestamp.now()
+        switch call.method {
+        case .eventSend, .messageSend:
+            guard case .id(let taskId)? = call.task else { return nil }
+            let affinity = self.affinity
+            let message = call.method == .eventSend
+                ? Self.userMessage(call, taskId: taskId, at: now)
+                : call.content.map {
+                    TaskMessage(
+                        id: Identifiers.uuid(), taskId: taskId, content: .object($0), streamingStatus: .done,
+                        createdAt: now, updatedAt: now)
+                }
+            let event = call.method == .eventSend ? (id: Identifiers.uuid(), content: call.content.map(JSONValue.object)) : nil
+            let params = call.method == .messageSend ? call.params : nil
+            guard let continued = try await deps.store.autocommit({ tx in
+                try await tx.continueTaskInOneStatement(
+                    taskId: taskId, agentId: route.agentId, routeDeploymentId: target.deploymentId, pinned: pinned,
+                    affinity: affinity, params: params, message: message, event: event, at: now)
+            }) else { return nil }
+            var target = target
+            if !pinned, let owner = continued.task.deploymentId, owner != target.deploymentId, let url = continued.ownerURL {
+                target = Target(deploymentId: owner, url: url)
+            }
+            return Prepared(agent: continued.agent, task: continued.task, target: target, event: continued.event, isNew: false)
+        case .create:
+            guard call.task == nil, call.name == nil else { return nil }
+            let task = Self.newTask(call, route: route, deploymentId: target.deploymentId, at: now)
+            guard let agent = try await deps.store.autocommit({ try await $0.createTaskInOneStatement(task) }) else {
+                return nil
+            }
+            return Prepared(agent: agent, task: task, target: target, event: nil, isNew: true)
+        case .cancel, .interrupt:
+            return nil
         }
     }
 
@@ -306,14 +358,8 @@ struct TaskProtocol: Sendable {
     /// Sets the task's status when it is one of `from` (any when nil); the task as it now is.
     @discardableResult
     private func setStatus(_ taskId: String, _ status: TaskStatus, reason: String?, from: Set<TaskStatus>?) async throws -> AgentTask? {
-        try await deps.store.transaction(dryRun: false) { tx in
-            guard var task = try await tx.task(id: taskId, lock: true) else { return nil }
-            if let from, !from.contains(task.status) { return task }
-            task.status = status
-            task.statusReason = reason
-            task.updatedAt = .now()
-            try await tx.updateTask(task)
-            return task
+        try await deps.store.autocommit { tx in
+            try await tx.setTaskStatus(id: taskId, status, reason: reason, from: from, at: .now())
         }
     }
 

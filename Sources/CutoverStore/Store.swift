@@ -36,6 +36,14 @@ public protocol Store: Sendable {
 }
 
 extension Store {
+    /// Runs `body` on one session without a transaction: each statement commits on its own. For the units of
+    /// work that are one statement (`StoreTransaction+TaskStatements`). A session is what `read` gives.
+    public func autocommit<T: Sendable>(
+        _ body: @escaping @Sendable (StoreTransaction) async throws -> T
+    ) async throws -> T {
+        try await read(body)
+    }
+
     public func changeListener(logger: Logger, onReconnect: @escaping @Sendable () -> Void) -> ChangeListener? { nil }
     public var postgresConfiguration: PostgresConnection.Configuration? { nil }
 

@@ -287,7 +287,11 @@ extension StoreTransaction {
     /// Each decoder reads its table's column list, in its order.
     static func decodeTask(_ row: Row) throws -> AgentTask {
         var r = row.reader
-        return AgentTask(
+        return try readTask(&r)
+    }
+
+    static func readTask(_ r: inout RowReader) throws -> AgentTask {
+        AgentTask(
             id: try r.text(), agentId: try r.text(), deploymentId: try r.optionalText(), name: try r.optionalText(),
             status: TaskStatus(rawValue: try r.text()) ?? .running, statusReason: try r.optionalText(),
             params: try decodeObject(r.optionalText()), taskMetadata: try decodeObject(r.optionalText()),

@@ -289,7 +289,11 @@ public final class StoreTransaction: Sendable {
     /// Reads `agentColumns`, in their order.
     static func decodeAgent(_ row: Row) throws -> Agent {
         var r = row.reader
-        return Agent(
+        return try readAgent(&r)
+    }
+
+    static func readAgent(_ r: inout RowReader) throws -> Agent {
+        Agent(
             id: try r.text(), name: try r.text(), description: try r.text(),
             status: AgentStatus(rawValue: try r.text()) ?? .unknown, statusReason: try r.optionalText(),
             acpType: ACPType(rawValue: try r.text()) ?? .async,

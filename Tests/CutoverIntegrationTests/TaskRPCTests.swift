@@ -295,4 +295,57 @@ struct TaskRPCTests {
             #expect(task.deploymentId == "green", "the task's owner follows, so the drain no longer holds blue")
         }
     }
+
+    /// On PostgreSQL these calls are one statement each and take no agent lock; on either backend a storm of
+    /// them on one agent leaves every counter and record exact.
+    @Test(arguments: Backend.all)
+    func concurrentEventsAndCreatesOnOneAgentStayExact(_ backend: Backend) async throws {
+        let pod = try await SDKPodStandIn.start()
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none))) { h in
+            let agentId = try #require(try await h.register("storm", url: pod.url, deploymentId: "s1")["id"]?.stringValue)
+            _ = try await eventually("s1 in production") { try await h.agent(named: "storm")?.productionDeploymentId }
+            let created = try await h.request(.POST, "/agents/\(agentId)/rpc", json: rpc("task/create", [:]))
+            let taskId = try #require(created["result"]?.objectValue?["id"]?.stringValue)
+            let events = 40, creates = 20
+            let answers = try await withThrowingTaskGroup(of: (String, Int, JSONValue).self) { group in
+                for n in 1...events {
+                    group.addTask {
+                        let sent = try await h.request(.POST, "/agents/\(agentId)/rpc", json: self.rpc("event/send", [
+                            "task_id": .string(taskId), "content": ["type": "text", "author": "user", "content": .string("m\(n)")],
+                        ]))
+                        return ("event", sent.status, sent["result"] ?? .null)
+                    }
+                }
+                for _ in 1...creates {
+                    group.addTask {
+                        let made = try await h.request(.POST, "/agents/\(agentId)/rpc", json: self.rpc("task/create", [:]))
+                        return ("create", made.status, made["result"] ?? .null)
+                    }
+                }
+                var all: [(String, Int, JSONValue)] = []
+                for try await answer in group { all.append(answer) }
+                return all
+            }
+            #expect(answers.allSatisfy { $0.1 == 200 }, "\(answers.filter { $0.1 != 200 })")
+            let sequences = answers.filter { $0.0 == "event" }.compactMap { answer -> Double? in
+                if case .number(let n)? = answer.2.objectValue?["sequence_id"] { n } else { nil }
+            }
+            #expect(sequences.sorted() == (1...events).map(Double.init), "every event/send got its own sequence id")
+            let stored = try await h.store.read { try await $0.taskEvents(taskId: taskId, agentId: nil, afterSequence: 0, limit: 1000) }
+            #expect(stored.map(\.sequenceId) == (1...Int64(events)).map { $0 })
+            let messages = try await h.store.read { try await $0.taskMessages(taskId: taskId) }
+            #expect(messages.count == events)
+            let newIds = Set(answers.filter { $0.0 == "create" }.compactMap { $0.2.objectValue?["id"]?.stringValue })
+            #expect(newIds.count == creates)
+            let all = try await tasks(h)
+            #expect(all.count == creates + 1)
+            #expect(all.allSatisfy { $0.status == .running && $0.deploymentId == "s1" })
+            let trackers = try await h.store.read {
+                try await $0.listTaskTrackers(agentId: agentId, taskId: nil, page: Page(limit: 1000, orderBy: "seq", direction: .asc))
+            }
+            #expect(Set(trackers.map(\.taskId)) == Set(all.map(\.id)), "each task has its tracker")
+            #expect(pod.calls.filter { $0.method == "event/send" }.count == events)
+        }
+    }
 }
