@@ -37,16 +37,9 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
             let tx = StoreTransaction(connection: connection, dialect: dialect)
             let value = try await body(tx)
             let changes = tx.changes
-            if dialect == .postgres, !dryRun, !changes.isEmpty {
-                // Delivered to the other replicas if, and only if, this transaction commits.
-                var notify: SQLQueryString = "SELECT "
-                for (i, payload) in ChangeNotifications.payloads(changes, origin: origin).enumerated() {
-                    if i > 0 { notify.appendLiteral(", ") }
-                    notify.appendInterpolation(
-                        "pg_notify(\(bind: ChangeNotifications.channel), \(bind: payload))" as SQLQueryString)
-                }
-                try await tx.run(notify)
-            }
+            // Notifications are delivered to the other replicas if, and only if, this transaction commits.
+            let notify = dialect == .postgres && !dryRun ? ChangeNotifications.payloads(changes, origin: origin) : []
+            try await tx.finish(notifications: notify)
             return (value, changes)
         }
         if !dryRun { self.changes.publish(changes) }
@@ -55,7 +48,12 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
 
     func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T {
         let dialect = backend.dialect
-        return try await backend.withSession { try await body(StoreTransaction(connection: $0, dialect: dialect)) }
+        return try await backend.withSession { connection in
+            let tx = StoreTransaction(connection: connection, dialect: dialect)
+            let value = try await body(tx)
+            try await tx.finish(notifications: [])
+            return value
+        }
     }
 
     func migrate() async throws -> [Int] {

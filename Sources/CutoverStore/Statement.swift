@@ -162,20 +162,30 @@ struct RowReader {
         return value
     }
 
-    mutating func optionalText() throws -> String? {
+    private enum Cell {
+        case postgres(PostgresCell)
+        case sqlite(SQLiteData)
+    }
+
+    private mutating func next() throws -> Cell {
         switch cells {
         case .postgres(var iterator):
             guard let cell = iterator.next() else { throw ColumnMissing() }
             cells = .postgres(iterator)
-            return try cell.decode(String?.self)
+            return .postgres(cell)
         case .sqlite(let data, let index):
             guard index < data.count else { throw ColumnMissing() }
             cells = .sqlite(data, index + 1)
-            switch data[index] {
-            case .text(let value): return value
-            case .null: return nil
-            case let other: throw WrongType(value: "\(other)")
-            }
+            return .sqlite(data[index])
+        }
+    }
+
+    mutating func optionalText() throws -> String? {
+        switch try next() {
+        case .postgres(let cell): return try cell.decode(String?.self)
+        case .sqlite(.text(let value)): return value
+        case .sqlite(.null): return nil
+        case .sqlite(let other): throw WrongType(value: "\(other)")
         }
     }
 
@@ -185,19 +195,11 @@ struct RowReader {
     }
 
     mutating func optionalInt() throws -> Int64? {
-        switch cells {
-        case .postgres(var iterator):
-            guard let cell = iterator.next() else { throw ColumnMissing() }
-            cells = .postgres(iterator)
-            return try cell.decode(Int64?.self)
-        case .sqlite(let data, let index):
-            guard index < data.count else { throw ColumnMissing() }
-            cells = .sqlite(data, index + 1)
-            switch data[index] {
-            case .integer(let value): return Int64(value)
-            case .null: return nil
-            case let other: throw WrongType(value: "\(other)")
-            }
+        switch try next() {
+        case .postgres(let cell): return try cell.decode(Int64?.self)
+        case .sqlite(.integer(let value)): return Int64(value)
+        case .sqlite(.null): return nil
+        case .sqlite(let other): throw WrongType(value: "\(other)")
         }
     }
 
