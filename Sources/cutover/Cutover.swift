@@ -13,11 +13,16 @@ struct Cutover: AsyncParsableCommand {
 }
 
 extension Cutover {
-    /// What `AsyncParsableCommand.main()` does; called from `main.swift`, whose top-level code would pick
-    /// the synchronous overloads.
-    static func runAsMain() async {
+    static func prefersEventLoopExecutor(_ command: any ParsableCommand) -> Bool {
+        guard let serve = command as? Serve, case .postgres? = try? serve.options.settings().database else { return false }
+        return true
+    }
+
+    /// What `AsyncParsableCommand.main()` does after parsing; called from `main.swift`, whose top-level
+    /// code would pick the synchronous overloads.
+    static func run(_ parsed: any ParsableCommand) async {
+        var command = parsed
         do {
-            var command = try parseAsRoot()
             if var command = command as? AsyncParsableCommand {
                 try await command.run()
             } else {
