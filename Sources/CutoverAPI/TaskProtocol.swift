@@ -99,7 +99,8 @@ struct TaskProtocol: Sendable {
         }
         let affinity = self.affinity
         return try await deps.store.transaction(dryRun: false) { tx in
-            // The agent's row lock orders every task write of the agent, as it does deployments'.
+            // The agent's row lock orders this call's task writes with the agent's deployment changes, which
+            // decide whether the task stays, moves or is adopted.
             guard let agent = try await tx.agent(id: route.agentId, lock: true) else {
                 throw JSONRPC.Failure(.notFound, 404, "agent '\(route.name)' not found", data: data)
             }
@@ -166,18 +167,12 @@ struct TaskProtocol: Sendable {
                 try await tx.insertTask(task)
             }
 
+            if let message = Self.message(of: call, taskId: task.id, at: now) { try await tx.insertTaskMessage(message) }
             var event: TaskEvent?
             switch call.method {
-            case .messageSend:
-                if let content = call.content {
-                    try await tx.insertTaskMessage(TaskMessage(
-                        id: Identifiers.uuid(), taskId: task.id, content: .object(content), streamingStatus: .done,
-                        createdAt: now, updatedAt: now))
-                }
             case .eventSend:
-                if let message = Self.userMessage(call, taskId: task.id, at: now) { try await tx.insertTaskMessage(message) }
                 event = try await tx.appendTaskEvent(taskId: task.id, agentId: agent.id, content: call.content.map(JSONValue.object), at: now)
-            case .create, .cancel, .interrupt:
+            case .create, .cancel, .interrupt, .messageSend:
                 break
             }
             return Prepared(agent: agent, task: task, target: target, event: event, isNew: isNew)
@@ -193,18 +188,24 @@ struct TaskProtocol: Sendable {
             params: call.params, taskMetadata: call.taskMetadata, createdAt: now, updatedAt: now)
     }
 
-    /// As Agentex does: what the user says in an event is part of the conversation.
-    static func userMessage(_ call: TaskCall, taskId: String, at now: Timestamp) -> TaskMessage? {
-        guard let content = call.content, content["author"]?.stringValue == "user" else { return nil }
+    /// The message a call stores: a `message/send`'s content, and (as Agentex does: what the user says in an
+    /// event is part of the conversation) an `event/send`'s content when its author is the user.
+    static func message(of call: TaskCall, taskId: String, at now: Timestamp) -> TaskMessage? {
+        guard let content = call.content else { return nil }
+        switch call.method {
+        case .messageSend: break
+        case .eventSend: guard content["author"]?.stringValue == "user" else { return nil }
+        case .create, .cancel, .interrupt: return nil
+        }
         return TaskMessage(
             id: Identifiers.uuid(), taskId: taskId, content: .object(content), streamingStatus: .done, createdAt: now,
             updatedAt: now)
     }
 
     /// The commonest calls, `event/send` and `message/send` on a task named by id that stays where it is
-    /// and `task/create` without a name, as one statement each where the store runs them (PostgreSQL): no agent lock, one
-    /// round trip. Nil when the call needs the transaction above (every other case, SQLite, and every
-    /// error, which the transaction then reports).
+    /// and `task/create` without a name, as one statement each where the store runs them (PostgreSQL): no
+    /// agent lock, one round trip. Nil when the call needs the transaction above (every other case,
+    /// SQLite, and every error, which the transaction then reports).
     private func prepareInOneStatement(
         _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool
     ) async throws -> Prepared? {
@@ -213,13 +214,7 @@ struct TaskProtocol: Sendable {
         case .eventSend, .messageSend:
             guard case .id(let taskId)? = call.task else { return nil }
             let affinity = self.affinity
-            let message = call.method == .eventSend
-                ? Self.userMessage(call, taskId: taskId, at: now)
-                : call.content.map {
-                    TaskMessage(
-                        id: Identifiers.uuid(), taskId: taskId, content: .object($0), streamingStatus: .done,
-                        createdAt: now, updatedAt: now)
-                }
+            let message = Self.message(of: call, taskId: taskId, at: now)
             let event = call.method == .eventSend ? (id: Identifiers.uuid(), content: call.content.map(JSONValue.object)) : nil
             let params = call.method == .messageSend ? call.params : nil
             guard let continued = try await deps.store.autocommit({ tx in

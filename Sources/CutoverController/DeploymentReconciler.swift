@@ -34,10 +34,7 @@ public struct DeploymentReconciler: Reconciler {
     }
 
     public func reconcile(_ id: String) async throws -> Requeue {
-        let read = try await store.read { tx -> (Deployment, Agent)? in
-            guard let d = try await tx.deployment(id: id), let a = try await tx.agent(id: d.agentId) else { return nil }
-            return (d, a)
-        }
+        let read = try await store.read { try await $0.deploymentAndAgent(id: id) }
         guard let (deployment, agent) = read else { return .done }
         let probe: ProbeObservation? =
             if let url = Reconcile.probeURL(deployment, now: clock.now(), policy: policy) {

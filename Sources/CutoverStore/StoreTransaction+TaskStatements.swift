@@ -1,5 +1,4 @@
 import CutoverCore
-import Foundation
 
 /// The task protocol's commonest calls as one PostgreSQL statement each, run outside a transaction: the
 /// statement is its own unit of work, so the task's row lock is held for one statement rather than for a
@@ -107,11 +106,5 @@ extension StoreTransaction {
             UNION ALL SELECT \(Self.taskColumns) FROM tasks WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM u)
             """), binds)
         return try rows.first.map(Self.decodeTask)
-    }
-
-    /// `a, b` → `t.a, t.b`.
-    private static func qualified(_ columns: String, _ table: String) -> String {
-        columns.split(separator: ",").map { "\(table).\($0.trimmingCharacters(in: .whitespacesAndNewlines))" }
-            .joined(separator: ", ")
     }
 }

@@ -112,6 +112,25 @@ public final class StoreTransaction: Sendable {
         try await deployments(where: "id = \(bind: id)", lock: lock).first
     }
 
+    /// Deployment `id` and its agent, in one unlocked read (the controller's look before it probes). The
+    /// deployment's `runningTasks` is not counted.
+    public func deploymentAndAgent(id: String) async throws -> (Deployment, Agent)? {
+        guard let row = try await connection.rows(Self.deploymentAndAgent, [.text(id)]).first else { return nil }
+        var r = row.reader
+        return (try Self.readDeployment(&r, withRunningTasks: false), try Self.readAgent(&r))
+    }
+
+    private static let deploymentAndAgent = Statement("""
+        SELECT \(qualified(deploymentColumns, "d")), \(qualified(agentColumns, "a")) \
+        FROM deployments d JOIN agents a ON a.id = d.agent_id WHERE d.id = $1
+        """)
+
+    /// `a, b` → `t.a, t.b`.
+    static func qualified(_ columns: String, _ table: String) -> String {
+        columns.split(separator: ",").map { "\(table).\($0.trimmingCharacters(in: .whitespacesAndNewlines))" }
+            .joined(separator: ", ")
+    }
+
     public func productionDeployment(agentId: String) async throws -> Deployment? {
         try await deployments(where: "agent_id = \(bind: agentId) AND is_production = 1", lock: false).first
     }
@@ -341,6 +360,10 @@ public final class StoreTransaction: Sendable {
     /// Reads `deploymentColumns`, in their order, then `runningTasksColumn` when `withRunningTasks`.
     static func decodeDeployment(_ row: Row, withRunningTasks: Bool) throws -> Deployment {
         var r = row.reader
+        return try readDeployment(&r, withRunningTasks: withRunningTasks)
+    }
+
+    static func readDeployment(_ r: inout RowReader, withRunningTasks: Bool) throws -> Deployment {
         var d = Deployment(
             id: try r.text(), agentId: try r.text(), dockerImage: try r.text(),
             registrationMetadata: try decodeObject(r.optionalText()),
