@@ -12,22 +12,14 @@ struct SpanRoutes {
             let principal = try await deps.authenticator.principal(request)
             var body = try await BodyFields.read(request)
             let id = body.string("id") { Rules.shortTextProblem($0) }
-            let traceId = body.string("trace_id", required: true) { Rules.shortTextProblem($0) }
-            let parentId = body.string("parent_id") { Rules.shortTextProblem($0) }
-            let name = body.string("name", required: true) { Rules.shortTextProblem($0, max: 1024) }
-            let start = body.timestamp("start_time", required: true)
-            let end = body.timestamp("end_time")
-            let input = body.spanPayload("input")
-            let output = body.spanPayload("output")
-            let data = body.spanPayload("data")
-            let taskId = body.string("task_id") { Rules.shortTextProblem($0) }
+            let f = SpanFields(&body, creating: true)
             try body.check()
             let span = try await deps.store.transaction { tx in
-                if let taskId { _ = try await TaskAccess.task(tx, id: taskId, principal) }
+                if let taskId = f.taskId { _ = try await TaskAccess.task(tx, id: taskId, principal) }
                 let span = Span(
-                    id: id ?? Identifiers.uuid(), traceId: traceId!, parentId: parentId, name: name!, startTime: start!,
-                    endTime: end, input: input, output: output, data: data, taskId: taskId,
-                    agentId: principal.scopedAgentId)
+                    id: id ?? Identifiers.uuid(), traceId: f.traceId!, parentId: f.parentId, name: f.name!,
+                    startTime: f.start!, endTime: f.end, input: f.input, output: f.output, data: f.data,
+                    taskId: f.taskId, agentId: principal.scopedAgentId)
                 guard try await tx.insertSpanIfAbsent(span) else {
                     throw CutoverError.conflict("span '\(span.id)' already exists")
                 }
@@ -39,28 +31,20 @@ struct SpanRoutes {
             let principal = try await deps.authenticator.principal(request)
             let id = try context.parameters.require("id")
             var body = try await BodyFields.read(request, allowEmpty: true)
-            let traceId = body.string("trace_id") { Rules.shortTextProblem($0) }
-            let parentId = body.string("parent_id") { Rules.shortTextProblem($0) }
-            let name = body.string("name") { Rules.shortTextProblem($0, max: 1024) }
-            let start = body.timestamp("start_time")
-            let end = body.timestamp("end_time")
-            let input = body.spanPayload("input")
-            let output = body.spanPayload("output")
-            let data = body.spanPayload("data")
-            let taskId = body.string("task_id") { Rules.shortTextProblem($0) }
+            let f = SpanFields(&body, creating: false)
             try body.check()
             let span = try await deps.store.transaction { tx in
                 var span = try await visibleSpan(tx, id: id, principal, lock: true)
-                if let taskId, taskId != span.taskId { _ = try await TaskAccess.task(tx, id: taskId, principal) }
-                if let traceId { span.traceId = traceId }
-                if let parentId { span.parentId = parentId }
-                if let name { span.name = name }
-                if let start { span.startTime = start }
-                if let end { span.endTime = end }
-                if let input { span.input = input }
-                if let output { span.output = output }
-                if let data { span.data = data }
-                if let taskId { span.taskId = taskId }
+                if let taskId = f.taskId, taskId != span.taskId { _ = try await TaskAccess.task(tx, id: taskId, principal) }
+                if let traceId = f.traceId { span.traceId = traceId }
+                if let parentId = f.parentId { span.parentId = parentId }
+                if let name = f.name { span.name = name }
+                if let start = f.start { span.startTime = start }
+                if let end = f.end { span.endTime = end }
+                if let input = f.input { span.input = input }
+                if let output = f.output { span.output = output }
+                if let data = f.data { span.data = data }
+                if let taskId = f.taskId { span.taskId = taskId }
                 try await tx.updateSpan(span)
                 return span
             }
@@ -91,6 +75,26 @@ struct SpanRoutes {
         guard let own = principal.scopedAgentId, span.agentId != own else { return span }
         if let taskId = span.taskId, let task = try await tx.task(id: taskId), task.agentId == own { return span }
         throw TaskAccess.notFound("span", id)
+    }
+}
+
+/// A span's fields in a body, with one set of rules for creating and for patching; creating requires
+/// `trace_id`, `name` and `start_time`.
+struct SpanFields {
+    var traceId, parentId, name, taskId: String?
+    var start, end: Timestamp?
+    var input, output, data: JSONValue?
+
+    init(_ body: inout BodyFields, creating: Bool) {
+        traceId = body.string("trace_id", required: creating) { Rules.shortTextProblem($0) }
+        parentId = body.string("parent_id") { Rules.shortTextProblem($0) }
+        name = body.string("name", required: creating) { Rules.shortTextProblem($0, max: 1024) }
+        start = body.timestamp("start_time", required: creating)
+        end = body.timestamp("end_time")
+        input = body.spanPayload("input")
+        output = body.spanPayload("output")
+        data = body.spanPayload("data")
+        taskId = body.string("task_id") { Rules.shortTextProblem($0) }
     }
 }
 
