@@ -94,7 +94,9 @@ struct TaskProtocol: Sendable {
     private func prepare(
         _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool, data: [String: JSONValue]
     ) async throws -> Prepared {
-        if let prepared = try await prepareInOneStatement(call, route: route, target: target, pinned: pinned) {
+        if deps.store.runsOneStatementUnits,
+            let prepared = try await prepareInOneStatement(call, route: route, target: target, pinned: pinned)
+        {
             return prepared
         }
         let affinity = self.affinity
@@ -143,7 +145,7 @@ struct TaskProtocol: Sendable {
                         let why = owning.map { $0.isDeleted ? "deleted" : $0.status.rawValue } ?? "gone"
                         found.deploymentId = target.deploymentId
                         found.updatedAt = now
-                        try await tx.appendEvents(
+                        tx.appendEvents(
                             agentId: agent.id,
                             [EventDraft(
                                 deploymentId: target.deploymentId, type: .taskMoved, reason: "OwnerUnavailable",
@@ -203,9 +205,9 @@ struct TaskProtocol: Sendable {
     }
 
     /// The commonest calls, `event/send` and `message/send` on a task named by id that stays where it is
-    /// and `task/create` without a name, as one statement each where the store runs them (PostgreSQL): no
-    /// agent lock, one round trip. Nil when the call needs the transaction above (every other case,
-    /// SQLite, and every error, which the transaction then reports).
+    /// and `task/create` without a name, as one statement each (on a store that runs them: PostgreSQL): no
+    /// agent lock, one round trip. Nil when the call needs the transaction above (every other case, and
+    /// every error, which the transaction then reports).
     private func prepareInOneStatement(
         _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool
     ) async throws -> Prepared? {

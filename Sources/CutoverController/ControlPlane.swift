@@ -83,7 +83,7 @@ public final class ControlPlane: Sendable {
         if try await tx.insertDeploymentIfAbsent(fresh) {
             let created = EventDraft(
                 deploymentId: deploymentId, type: .created, message: "created by the registration of a pod")
-            try await tx.appendEvents(agentId: agent.id, [created, registered], actor: .registration, at: ctx.now)
+            tx.appendEvents(agentId: agent.id, [created, registered], actor: .registration, at: ctx.now)
             return
         }
         let deployment = try await tx.deployment(id: deploymentId, lock: true)
@@ -97,7 +97,7 @@ public final class ControlPlane: Sendable {
         deployment.lastProbeError = nil
         if let metadata = request.registrationMetadata { deployment.registrationMetadata = metadata }
         try await tx.updateDeployment(deployment)
-        try await tx.appendEvents(agentId: agent.id, [registered], actor: .registration, at: ctx.now)
+        tx.appendEvents(agentId: agent.id, [registered], actor: .registration, at: ctx.now)
     }
 
     /// A registration without a deployment id: the agent's legacy route, which clears production (as in Agentex).
@@ -123,14 +123,14 @@ public final class ControlPlane: Sendable {
                 try await tx.updateDeployment(production)
             }
             agent.productionDeploymentId = nil
-            try await tx.appendEvents(
+            tx.appendEvents(
                 agentId: agent.id,
                 [.init(deploymentId: productionId, type: .productionCleared,
                       message: "a legacy registration (no deployment_id) took over routing from '\(productionId)'")],
                 actor: .registration, at: ctx.now)
         }
         try await tx.updateAgent(agent)
-        try await tx.appendEvents(
+        tx.appendEvents(
             agentId: agent.id,
             [.init(deploymentId: nil, type: .registered, message: "legacy registration at \(request.acpURL)")],
             actor: .registration, at: ctx.now)
@@ -157,7 +157,7 @@ public final class ControlPlane: Sendable {
             agent.status = .deleted
             agent.updatedAt = ctx.now
             try await tx.updateAgent(agent)
-            try await tx.appendEvents(
+            tx.appendEvents(
                 agentId: agent.id,
                 [.init(deploymentId: nil, type: .deleted, message: "agent '\(agent.name)' deleted")],
                 actor: ctx.actor, at: ctx.now)
@@ -187,7 +187,7 @@ public final class ControlPlane: Sendable {
                 }
                 return existing
             }
-            try await tx.appendEvents(
+            tx.appendEvents(
                 agentId: agent.id,
                 [.init(deploymentId: id, type: .created, message: "created with image \(request.dockerImage)")],
                 actor: ctx.actor, at: ctx.now)
@@ -248,7 +248,7 @@ public final class ControlPlane: Sendable {
         if let demoted = plan.demoted { try await tx.updateDeployment(demoted) }
         try await tx.updateDeployment(plan.target)
         try await tx.updateAgent(plan.agent)
-        try await tx.appendEvents(agentId: agent.id, plan.events, actor: ctx.actor, at: ctx.now)
+        tx.appendEvents(agentId: agent.id, plan.events, actor: ctx.actor, at: ctx.now)
         return (plan.target, true)
     }
 
@@ -266,7 +266,7 @@ public final class ControlPlane: Sendable {
             guard !deployment.isDeleted else { return deployment }
             deployment.expiresAt = ctx.now + self.settings.deletionGrace
             try await tx.updateDeployment(deployment)
-            try await tx.appendEvents(
+            tx.appendEvents(
                 agentId: agent.id,
                 [.init(deploymentId: deploymentId, type: .deleted,
                       message: "soft-deleted; restorable until \(deployment.expiresAt!)")],
@@ -285,7 +285,7 @@ public final class ControlPlane: Sendable {
             guard deployment.isDeleted else { return deployment }
             deployment.expiresAt = nil
             try await tx.updateDeployment(deployment)
-            try await tx.appendEvents(
+            tx.appendEvents(
                 agentId: agent.id,
                 [.init(deploymentId: deploymentId, type: .restored, message: "restored")],
                 actor: ctx.actor, at: ctx.now)

@@ -47,7 +47,7 @@ public struct RetentionReconciler: Reconciler {
                 agent: agent, deployments: try await tx.liveDeployments(agentId: agentId), now: now, policy: policy,
                 taskActivity: try await tx.runningTaskActivity(agentId: agentId))
             for deployment in plan.expire { try await tx.updateDeployment(deployment) }
-            try await tx.appendEvents(agentId: agentId, plan.events, actor: .controller, at: now)
+            tx.appendEvents(agentId: agentId, plan.events, actor: .controller, at: now)
             return (plan, try await tx.nextExpiry(agentId: agentId, after: now))
         }
         guard let (plan, nextExpiry) = planned else { return .done }

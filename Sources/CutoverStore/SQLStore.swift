@@ -97,6 +97,8 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
         }
     }
 
+    var runsOneStatementUnits: Bool { backend.dialect == .postgres }
+
     func isUnavailable(_ error: any Error) -> Bool { backend.isUnavailable(error) }
 
     var postgresConfiguration: PostgresConnection.Configuration? { (backend as? PostgresBackend)?.pool.configuration }

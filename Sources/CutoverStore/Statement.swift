@@ -36,7 +36,6 @@ enum Bind: Sendable {
 
     static func bool(_ value: Bool) -> Bind { .int(value ? 1 : 0) }
     static func time(_ value: Timestamp?) -> Bind { .int(value?.microseconds) }
-    static func int(_ value: Int) -> Bind { .int(Int64(value)) }
 
     /// A parameter SQLKit's interpolation collected: only the types Cutover binds are accepted.
     init(_ value: any Encodable & Sendable) throws {

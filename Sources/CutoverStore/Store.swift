@@ -13,6 +13,10 @@ public protocol Store: Sendable {
     /// Runs reads that need no lock.
     func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T
 
+    /// Whether the one-statement units of work (`StoreTransaction+TaskStatements`) run here (PostgreSQL);
+    /// elsewhere callers go straight to their transaction.
+    var runsOneStatementUnits: Bool { get }
+
     /// Change notifications of committed writes.
     var changes: ChangeFeed { get }
 

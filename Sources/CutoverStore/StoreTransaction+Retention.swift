@@ -61,7 +61,7 @@ extension StoreTransaction {
         let events = ids.map {
             EventDraft(deploymentId: $0, type: .garbageCollected, message: "garbage-collected after its expiry")
         }
-        try await appendEvents(agentId: agentId, events, actor: .controller, at: now)
+        appendEvents(agentId: agentId, events, actor: .controller, at: now)
         for id in ids { noteChange(agentId: agentId, deploymentId: id) }
         return ids
     }

@@ -221,7 +221,7 @@ public final class StoreTransaction: Sendable {
     public func write(_ plan: ReconcilePlan, agentId: String, actor: Actor, at now: Timestamp) async throws {
         if let agent = plan.agent { try await updateAgent(agent) }
         if let deployment = plan.deployment { try await updateDeployment(deployment, notify: plan.notifies) }
-        try await appendEvents(agentId: agentId, plan.events, actor: actor, at: now)
+        appendEvents(agentId: agentId, plan.events, actor: actor, at: now)
     }
 
     // MARK: Events
@@ -230,7 +230,7 @@ public final class StoreTransaction: Sendable {
     /// also sends its change notifications (`finish`): nothing in a unit of work reads events back, and on
     /// PostgreSQL this saves a round trip in every unit that writes. They still precede the commit, under
     /// the same locks, so an agent's events keep commit order.
-    public func appendEvents(agentId: String, _ drafts: [EventDraft], actor: Actor, at now: Timestamp) async throws {
+    public func appendEvents(agentId: String, _ drafts: [EventDraft], actor: Actor, at now: Timestamp) {
         guard !drafts.isEmpty else { return }
         // Event watchers follow the change feed, so every appended event is a change of its agent.
         noteChange(agentId: agentId, deploymentId: nil)

@@ -493,6 +493,7 @@ final class GatedStore: Store {
     }
 
     var changes: ChangeFeed { base.changes }
+    var runsOneStatementUnits: Bool { base.runsOneStatementUnits }
     func migrate() async throws -> [Int] { try await base.migrate() }
     func isReady() async -> Bool { await base.isReady() }
     func close() async throws { try await base.close() }
