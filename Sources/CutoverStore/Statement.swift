@@ -75,17 +75,18 @@ enum DriverConnection: Sendable {
         switch self {
         case .postgres(let connection, let logger):
             var bindings = PostgresBindings(capacity: binds.count)
+            var types: [PostgresDataType] = []
+            types.reserveCapacity(binds.count)
             for bind in binds {
                 switch bind {
-                case .text(let value?): bindings.append(value)
-                case .int(let value?): bindings.append(value)
-                case .text(nil): bindings.append(String?.none)
-                case .int(nil): bindings.append(Int64?.none)
+                case .text(let value?): bindings.append(value); types.append(.text)
+                case .int(let value?): bindings.append(value); types.append(.int8)
+                case .text(nil), .int(nil): bindings.appendNull(); types.append(.null)
                 }
             }
-            let result = try await connection.query(
-                PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
-            return try await result.collect().map { .postgres($0) }
+            return try await PreparedStatements.shared.rows(
+                connection, sql: sql, bindings: bindings, types: types, logger: logger
+            ).map { .postgres($0) }
         case .sqlite(let connection):
             let data: [SQLiteData] = binds.map {
                 switch $0 {
