@@ -181,7 +181,7 @@ public final class ControlPlane: Sendable {
                 registrationMetadata: request.registrationMetadata,
                 statusReason: Reconcile.pendingHint(.awaitRegistration(deadline: deadline)),
                 sgpDeployId: request.sgpDeployId, helmReleaseName: request.helmReleaseName, createdAt: ctx.now)
-            guard try await tx.insertDeploymentIfAbsent(fresh) else {
+            guard try await tx.insertDeploymentIfAbsent(fresh, generatedId: request.id == nil) else {
                 guard let existing = try await tx.deployment(id: id), existing.agentId == agent.id else {
                     throw CutoverError.conflict("deployment id '\(id)' belongs to another agent")
                 }

@@ -172,9 +172,14 @@ public final class StoreTransaction: Sendable {
     }
 
     /// Inserts `d` unless its id exists, or was collected from another agent (a collected id stays its
-    /// agent's); returns whether it was inserted. The casts give PostgreSQL the types of NULL parameters,
-    /// which a SELECT list (unlike VALUES) does not take from the target columns.
-    public func insertDeploymentIfAbsent(_ d: Deployment) async throws -> Bool {
+    /// agent's); returns whether it was inserted. With `generatedId` (a UUID Cutover made for `d`, which
+    /// no row and no collected id can already have), the collected ids are not consulted. The casts give
+    /// PostgreSQL the types of NULL parameters, which a SELECT list (unlike VALUES) does not take from the
+    /// target columns.
+    public func insertDeploymentIfAbsent(_ d: Deployment, generatedId: Bool = false) async throws -> Bool {
+        let unclaimed: SQLQueryString = generatedId ? "" : """
+             WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = \(bind: d.id) AND c.agent_id <> \(bind: d.agentId))
+            """
         let inserted = try await rows("""
             INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) SELECT \(bind: d.id), \(bind: d.agentId), \
             \(bind: d.dockerImage), CAST(\(bind: try Self.encode(d.registrationMetadata)) AS TEXT), \(bind: d.status.rawValue), \
@@ -183,12 +188,11 @@ public final class StoreTransaction: Sendable {
             CAST(\(bind: d.createdAt.microseconds) AS BIGINT), CAST(\(bind: d.registeredAt?.microseconds) AS BIGINT), \
             CAST(\(bind: d.readyAt?.microseconds) AS BIGINT), CAST(\(bind: d.promotedAt?.microseconds) AS BIGINT), \
             CAST(\(bind: d.demotedAt?.microseconds) AS BIGINT), CAST(\(bind: d.expiresAt?.microseconds) AS BIGINT), \
-            CAST(\(bind: d.failedAt?.microseconds) AS BIGINT), CAST(\(bind: d.lastProbeError) AS TEXT) \
-            WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = \(bind: d.id) AND c.agent_id <> \(bind: d.agentId)) \
+            CAST(\(bind: d.failedAt?.microseconds) AS BIGINT), CAST(\(bind: d.lastProbeError) AS TEXT)\(unclaimed) \
             ON CONFLICT (id) DO NOTHING RETURNING id
             """)
         guard !inserted.isEmpty else { return false }
-        if dialect == .postgres {
+        if dialect == .postgres && !generatedId {
             // The insert's check ran on a snapshot from before it started. If it waited on a collection of
             // this id by another agent, that collection committed meanwhile: look again, on a fresh snapshot.
             let taken = try await rows("""
