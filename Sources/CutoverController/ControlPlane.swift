@@ -74,13 +74,13 @@ public final class ControlPlane: Sendable {
             deploymentId: deploymentId, type: .registered, message: "pod registered at \(request.acpURL)")
         // Insert first: a new deployment (the common case) then costs no extra read; an existing one is
         // left untouched by the insert and locked below.
-        var image = request.registrationMetadata?["docker_image"]?.stringValue
-        if image == nil { image = try await tx.lastDockerImage(agentId: agent.id) }
+        // A registration that names no image takes the agent's newest deployment's (read by the insert).
+        let image = request.registrationMetadata?["docker_image"]?.stringValue
         let fresh = Deployment(
             id: deploymentId, agentId: agent.id, dockerImage: image ?? "unknown",
             registrationMetadata: request.registrationMetadata, acpURL: request.acpURL, createdAt: ctx.now,
             registeredAt: ctx.now)
-        if try await tx.insertDeploymentIfAbsent(fresh) {
+        if try await tx.insertDeploymentIfAbsent(fresh, inheritImage: image == nil) {
             let created = EventDraft(
                 deploymentId: deploymentId, type: .created, message: "created by the registration of a pod")
             tx.appendEvents(agentId: agent.id, [created, registered], actor: .registration, at: ctx.now)

@@ -12,6 +12,7 @@ public final class StoreTransaction: Sendable {
     public let dialect: SQLDialectKind
     private let pendingChanges = Mutex<[Change]>([])
     private let pendingEvents = Mutex<[PendingEvent]>([])
+    private let pendingChecks = Mutex<[FinishCheck]>([])
 
     init(connection: DriverConnection, dialect: SQLDialectKind) {
         self.connection = connection
@@ -140,13 +141,6 @@ public final class StoreTransaction: Sendable {
         try await deployments(where: "agent_id = \(bind: agentId) AND promoted_at IS NOT NULL", lock: false)
     }
 
-    /// The image of the agent's newest deployment, the default for a registration that names none.
-    public func lastDockerImage(agentId: String) async throws -> String? {
-        try await rows("""
-            SELECT docker_image FROM deployments WHERE agent_id = \(bind: agentId) ORDER BY created_at DESC, seq DESC LIMIT 1
-            """).first?.text()
-    }
-
     /// Ids of every deployment the controller may still have work on.
     public func pendingDeploymentIds() async throws -> [String] {
         try await rows("SELECT id FROM deployments WHERE status = 'Pending' AND expires_at IS NULL")
@@ -173,16 +167,23 @@ public final class StoreTransaction: Sendable {
 
     /// Inserts `d` unless its id exists, or was collected from another agent (a collected id stays its
     /// agent's); returns whether it was inserted. With `generatedId` (a UUID Cutover made for `d`, which
-    /// no row and no collected id can already have), the collected ids are not consulted. The casts give
-    /// PostgreSQL the types of NULL parameters, which a SELECT list (unlike VALUES) does not take from the
-    /// target columns.
-    public func insertDeploymentIfAbsent(_ d: Deployment, generatedId: Bool = false) async throws -> Bool {
+    /// no row and no collected id can already have), the collected ids are not consulted. With
+    /// `inheritImage`, `d` takes the image of its agent's newest deployment when there is one (a
+    /// registration that names none), read by the insert itself. The casts give PostgreSQL the types of
+    /// NULL parameters, which a SELECT list (unlike VALUES) does not take from the target columns.
+    public func insertDeploymentIfAbsent(
+        _ d: Deployment, generatedId: Bool = false, inheritImage: Bool = false
+    ) async throws -> Bool {
         let unclaimed: SQLQueryString = generatedId ? "" : """
              WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = \(bind: d.id) AND c.agent_id <> \(bind: d.agentId))
             """
+        let image: SQLQueryString = inheritImage ? """
+            COALESCE((SELECT docker_image FROM deployments WHERE agent_id = \(bind: d.agentId) \
+            ORDER BY created_at DESC, seq DESC LIMIT 1), \(bind: d.dockerImage))
+            """ : "\(bind: d.dockerImage)"
         let inserted = try await rows("""
             INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) SELECT \(bind: d.id), \(bind: d.agentId), \
-            \(bind: d.dockerImage), CAST(\(bind: try Self.encode(d.registrationMetadata)) AS TEXT), \(bind: d.status.rawValue), \
+            \(image), CAST(\(bind: try Self.encode(d.registrationMetadata)) AS TEXT), \(bind: d.status.rawValue), \
             CAST(\(bind: d.statusReason) AS TEXT), CAST(\(bind: d.acpURL) AS TEXT), CAST(\(bind: d.isProduction ? 1 : 0) AS INTEGER), \
             CAST(\(bind: d.sgpDeployId) AS TEXT), CAST(\(bind: d.helmReleaseName) AS TEXT), \
             CAST(\(bind: d.createdAt.microseconds) AS BIGINT), CAST(\(bind: d.registeredAt?.microseconds) AS BIGINT), \
@@ -194,11 +195,11 @@ public final class StoreTransaction: Sendable {
         guard !inserted.isEmpty else { return false }
         if dialect == .postgres && !generatedId {
             // The insert's check ran on a snapshot from before it started. If it waited on a collection of
-            // this id by another agent, that collection committed meanwhile: look again, on a fresh snapshot.
-            let taken = try await rows("""
-                SELECT 1 AS taken FROM collected_deployments WHERE id = \(bind: d.id) AND agent_id <> \(bind: d.agentId)
-                """).first
-            if taken != nil { throw CutoverError.conflict("deployment id '\(d.id)' belongs to another agent") }
+            // this id by another agent, that collection committed meanwhile: look again, on a fresh snapshot,
+            // in the statement that ends the unit of work (`finish`), which saves a round trip.
+            checkAtFinish(
+                "SELECT 1 FROM collected_deployments WHERE id = \(bind: d.id) AND agent_id <> \(bind: d.agentId)",
+                else: CutoverError.conflict("deployment id '\(d.id)' belongs to another agent"))
         }
         noteChange(d)
         return true
@@ -250,14 +251,31 @@ public final class StoreTransaction: Sendable {
         var at: Timestamp
     }
 
-    /// Writes the pending events and, on PostgreSQL, sends `notifications` (channel, payload) — one statement
-    /// for both, none when there is neither.
+    /// A condition `finish` checks: the unit of work fails with `error` when `query` returns a row.
+    struct FinishCheck: Sendable {
+        var query: SQLQueryString
+        var error: CutoverError
+    }
+
+    /// Has `finish` fail the unit of work with `error` when `query` returns a row (PostgreSQL only).
+    func checkAtFinish(_ query: SQLQueryString, else error: CutoverError) {
+        pendingChecks.withLock { $0.append(FinishCheck(query: query, error: error)) }
+    }
+
+    /// The statement that ends a unit of work, still under its locks and before COMMIT: writes the pending
+    /// events, runs the checks of `checkAtFinish`, and on PostgreSQL sends `notifications` (payloads on
+    /// the change channel). One statement for all of them, none when there is nothing to do. Throws the
+    /// first failed check's error.
     func finish(notifications: [String]) async throws {
         let events = pendingEvents.withLock { pending in
             defer { pending.removeAll() }
             return pending
         }
-        guard !events.isEmpty || !notifications.isEmpty else { return }
+        let checks = pendingChecks.withLock { pending in
+            defer { pending.removeAll() }
+            return pending
+        }
+        guard !events.isEmpty || !notifications.isEmpty || !checks.isEmpty else { return }
         var insert: SQLQueryString = "INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) VALUES "
         for (i, e) in events.enumerated() {
             if i > 0 { insert.appendLiteral(", ") }
@@ -266,13 +284,18 @@ public final class StoreTransaction: Sendable {
                 \(bind: e.draft.reason), \(bind: e.draft.message), \(bind: e.actor.description), \(bind: e.at.microseconds))
                 """ as SQLQueryString)
         }
-        guard !notifications.isEmpty else { return try await run(insert) }
+        guard !notifications.isEmpty || !checks.isEmpty else { return try await run(insert) }
+        // The checks come first in the SELECT list, as 0/1 columns; pg_notify's void ones follow.
+        var items: [SQLQueryString] = checks.map { "CASE WHEN EXISTS (\($0.query)) THEN 1 ELSE 0 END" }
+        items += notifications.map { "pg_notify(\(bind: ChangeNotifications.channel), \(bind: $0))" }
         var statement: SQLQueryString = events.isEmpty ? "SELECT " : "WITH e AS (\(insert)) SELECT "
-        for (i, payload) in notifications.enumerated() {
+        for (i, item) in items.enumerated() {
             if i > 0 { statement.appendLiteral(", ") }
-            statement.appendInterpolation("pg_notify(\(bind: ChangeNotifications.channel), \(bind: payload))" as SQLQueryString)
+            statement.appendInterpolation(item)
         }
-        try await run(statement)
+        guard let row = try await rows(statement).first else { return }
+        var reader = row.reader
+        for check in checks where try reader.bool() { throw check.error }
     }
 
     public func listEvents(agentId: String, deploymentId: String?, page: Page) async throws -> [Event] {
