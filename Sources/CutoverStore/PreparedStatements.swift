@@ -3,9 +3,9 @@ import PostgresNIO
 import Synchronization
 
 /// Statements run on PostgreSQL as named prepared statements, so the server parses and plans each text
-/// once per connection instead of once per call. Parsing and planning were most of PostgreSQL's CPU per
-/// request: a create's transaction ran 1.8× faster under pgbench with prepared statements than with the
-/// unnamed ones postgres-nio sends for a plain query.
+/// once per connection instead of once per call. Parsing and planning were about half of PostgreSQL's
+/// CPU per request (more for the task calls' CTE statements): a create's transaction ran 1.8× faster
+/// under pgbench with prepared statements than with the unnamed ones postgres-nio sends for a plain query.
 ///
 /// postgres-nio prepares a statement on a connection the first time it runs under a name, and keeps the
 /// preparation for the connection's life. Its `PostgresPreparedStatement` takes the name, text and
