@@ -13,6 +13,8 @@ public final class StoreTransaction: Sendable {
     private let pendingChanges = Mutex<[Change]>([])
     private let pendingEvents = Mutex<[PendingEvent]>([])
     private let pendingChecks = Mutex<[FinishCheck]>([])
+    /// Updates `finish` runs (PostgreSQL only), each a data-modifying CTE of its statement.
+    private let pendingWrites = Mutex<[SQLQueryString]>([])
 
     init(connection: DriverConnection, dialect: SQLDialectKind) {
         self.connection = connection
@@ -89,7 +91,12 @@ public final class StoreTransaction: Sendable {
     }
 
     public func updateAgent(_ a: Agent) async throws {
-        try await run("""
+        try await run(try Self.agentUpdate(a))
+        noteChange(agentId: a.id, deploymentId: nil)
+    }
+
+    private static func agentUpdate(_ a: Agent) throws -> SQLQueryString {
+        """
             UPDATE agents SET description = \(bind: a.description), status = \(bind: a.status.rawValue), \
             status_reason = \(bind: a.statusReason), acp_type = \(bind: a.acpType.rawValue), \
             agent_input_type = \(bind: a.agentInputType?.rawValue), \
@@ -97,8 +104,7 @@ public final class StoreTransaction: Sendable {
             registered_at = \(bind: a.registeredAt?.microseconds), updated_at = \(bind: a.updatedAt.microseconds), \
             production_deployment_id = \(bind: a.productionDeploymentId), acp_url = \(bind: a.acpURL) \
             WHERE id = \(bind: a.id)
-            """)
-        noteChange(agentId: a.id, deploymentId: nil)
+            """
     }
 
     // MARK: Deployments
@@ -208,7 +214,12 @@ public final class StoreTransaction: Sendable {
     /// Writes every mutable field of `d`; `agent_id` is never written (invariant 3). `notify: false` is for
     /// writes nobody needs to react to (the controller's own pending hints).
     public func updateDeployment(_ d: Deployment, notify: Bool = true) async throws {
-        try await run("""
+        try await run(try Self.deploymentUpdate(d))
+        if notify { noteChange(d) }
+    }
+
+    private static func deploymentUpdate(_ d: Deployment) throws -> SQLQueryString {
+        """
             UPDATE deployments SET docker_image = \(bind: d.dockerImage), \
             registration_metadata = \(bind: try Self.encode(d.registrationMetadata)), status = \(bind: d.status.rawValue), \
             status_reason = \(bind: d.statusReason), acp_url = \(bind: d.acpURL), is_production = \(bind: d.isProduction ? 1 : 0), \
@@ -217,15 +228,29 @@ public final class StoreTransaction: Sendable {
             promoted_at = \(bind: d.promotedAt?.microseconds), demoted_at = \(bind: d.demotedAt?.microseconds), \
             expires_at = \(bind: d.expiresAt?.microseconds), failed_at = \(bind: d.failedAt?.microseconds), \
             last_probe_error = \(bind: d.lastProbeError) WHERE id = \(bind: d.id)
-            """)
-        if notify { noteChange(d) }
+            """
     }
 
-    /// Writes a reconcile plan: the agent first (an auto-promotion repoints it), then the deployment,
-    /// then the events, all in this transaction.
+    /// Writes a reconcile plan: the agent (an auto-promotion repoints it), the deployment and the events,
+    /// as the unit of work's last writes. On PostgreSQL the two updates join the statement that ends the
+    /// unit (`finish`), a round trip fewer each: nothing reads them back, they touch different rows, and
+    /// an auto-promotion is of an agent without a production deployment, so no order between them can
+    /// meet the one-production index.
     public func write(_ plan: ReconcilePlan, agentId: String, actor: Actor, at now: Timestamp) async throws {
-        if let agent = plan.agent { try await updateAgent(agent) }
-        if let deployment = plan.deployment { try await updateDeployment(deployment, notify: plan.notifies) }
+        var updates: [SQLQueryString] = []
+        if let agent = plan.agent {
+            updates.append(try Self.agentUpdate(agent))
+            noteChange(agentId: agent.id, deploymentId: nil)
+        }
+        if let deployment = plan.deployment {
+            updates.append(try Self.deploymentUpdate(deployment))
+            if plan.notifies { noteChange(deployment) }
+        }
+        if dialect == .postgres {
+            pendingWrites.withLock { $0 += updates }
+        } else {
+            for update in updates { try await run(update) }
+        }
         appendEvents(agentId: agentId, plan.events, actor: actor, at: now)
     }
 
@@ -262,10 +287,10 @@ public final class StoreTransaction: Sendable {
         pendingChecks.withLock { $0.append(FinishCheck(query: query, error: error)) }
     }
 
-    /// The statement that ends a unit of work, still under its locks and before COMMIT: writes the pending
-    /// events, runs the checks of `checkAtFinish`, and on PostgreSQL sends `notifications` (payloads on
-    /// the change channel). One statement for all of them, none when there is nothing to do. Throws the
-    /// first failed check's error.
+    /// The statement that ends a unit of work, still under its locks and before COMMIT: runs the queued
+    /// updates (`write(_:agentId:actor:at:)`), writes the pending events, runs the checks of
+    /// `checkAtFinish`, and on PostgreSQL sends `notifications` (payloads on the change channel). One
+    /// statement for all of them, none when there is nothing to do. Throws the first failed check's error.
     func finish(notifications: [String]) async throws {
         let events = pendingEvents.withLock { pending in
             defer { pending.removeAll() }
@@ -275,20 +300,34 @@ public final class StoreTransaction: Sendable {
             defer { pending.removeAll() }
             return pending
         }
-        guard !events.isEmpty || !notifications.isEmpty || !checks.isEmpty else { return }
-        var insert: SQLQueryString = "INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) VALUES "
-        for (i, e) in events.enumerated() {
-            if i > 0 { insert.appendLiteral(", ") }
-            insert.appendInterpolation("""
-                (\(bind: Identifiers.uuid()), \(bind: e.agentId), \(bind: e.draft.deploymentId), \(bind: e.draft.type.rawValue), \
-                \(bind: e.draft.reason), \(bind: e.draft.message), \(bind: e.actor.description), \(bind: e.at.microseconds))
-                """ as SQLQueryString)
+        let writes = pendingWrites.withLock { pending in
+            defer { pending.removeAll() }
+            return pending
         }
-        guard !notifications.isEmpty || !checks.isEmpty else { return try await run(insert) }
+        var ctes = writes
+        if !events.isEmpty {
+            var insert: SQLQueryString = "INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) VALUES "
+            for (i, e) in events.enumerated() {
+                if i > 0 { insert.appendLiteral(", ") }
+                insert.appendInterpolation("""
+                    (\(bind: Identifiers.uuid()), \(bind: e.agentId), \(bind: e.draft.deploymentId), \(bind: e.draft.type.rawValue), \
+                    \(bind: e.draft.reason), \(bind: e.draft.message), \(bind: e.actor.description), \(bind: e.at.microseconds))
+                    """ as SQLQueryString)
+            }
+            // Alone (SQLite, or nothing else to do) the insert is the statement.
+            guard !writes.isEmpty || !notifications.isEmpty || !checks.isEmpty else { return try await run(insert) }
+            ctes.append(insert)
+        }
+        guard !ctes.isEmpty || !notifications.isEmpty || !checks.isEmpty else { return }
         // The checks come first in the SELECT list, as 0/1 columns; pg_notify's void ones follow.
         var items: [SQLQueryString] = checks.map { "CASE WHEN EXISTS (\($0.query)) THEN 1 ELSE 0 END" }
         items += notifications.map { "pg_notify(\(bind: ChangeNotifications.channel), \(bind: $0))" }
-        var statement: SQLQueryString = events.isEmpty ? "SELECT " : "WITH e AS (\(insert)) SELECT "
+        var statement: SQLQueryString = ctes.isEmpty ? "" : "WITH "
+        for (i, cte) in ctes.enumerated() {
+            statement.appendInterpolation("\(unsafeRaw: i > 0 ? ", " : "")w\(unsafeRaw: String(i)) AS (\(cte)) " as SQLQueryString)
+        }
+        statement.appendLiteral("SELECT ")
+        if items.isEmpty { statement.appendLiteral("1") }
         for (i, item) in items.enumerated() {
             if i > 0 { statement.appendLiteral(", ") }
             statement.appendInterpolation(item)
