@@ -235,8 +235,10 @@ public final class ControlPlane: Sendable {
         return restored.deployment
     }
 
-    /// Writes a promotion plan: the demotion first, so the one-production index never sees two. Returns
-    /// the production deployment and whether anything changed (promoting production again does not).
+    /// Writes a promotion plan: the demotion first, in a statement of its own, so the one-production
+    /// index never sees two; the promotion and the agent's new pointer then join the statement that ends
+    /// the unit of work (nothing reads them back). Returns the production deployment and whether anything
+    /// changed (promoting production again does not).
     static func apply(
         _ tx: StoreTransaction, agent: Agent, target: Deployment, kind: PromotionKind, reason: String?,
         _ ctx: RequestContext
@@ -246,8 +248,8 @@ public final class ControlPlane: Sendable {
             agent: agent, target: target, current: current ?? nil, kind: kind, reason: reason, now: ctx.now)
         if plan.isNoop { return (plan.target, false) }
         if let demoted = plan.demoted { try await tx.updateDeployment(demoted) }
-        try await tx.updateDeployment(plan.target)
-        try await tx.updateAgent(plan.agent)
+        try await tx.updateDeploymentAtFinish(plan.target)
+        try await tx.updateAgentAtFinish(plan.agent)
         tx.appendEvents(agentId: agent.id, plan.events, actor: ctx.actor, at: ctx.now)
         return (plan.target, true)
     }

@@ -231,26 +231,31 @@ public final class StoreTransaction: Sendable {
             """
     }
 
+    /// Updates `a` as one of the unit of work's last writes: on PostgreSQL inside the statement that ends
+    /// it (`finish`), a round trip fewer; elsewhere at once. For callers that read nothing back afterwards
+    /// and whose deferred updates may run in any order (data-modifying CTEs have none).
+    public func updateAgentAtFinish(_ a: Agent) async throws {
+        try await updateAtFinish(Self.agentUpdate(a))
+        noteChange(agentId: a.id, deploymentId: nil)
+    }
+
+    /// `updateDeployment` as one of the unit of work's last writes; see `updateAgentAtFinish`.
+    public func updateDeploymentAtFinish(_ d: Deployment, notify: Bool = true) async throws {
+        try await updateAtFinish(Self.deploymentUpdate(d))
+        if notify { noteChange(d) }
+    }
+
+    private func updateAtFinish(_ update: SQLQueryString) async throws {
+        guard dialect == .postgres else { return try await run(update) }
+        pendingWrites.withLock { $0.append(update) }
+    }
+
     /// Writes a reconcile plan: the agent (an auto-promotion repoints it), the deployment and the events,
-    /// as the unit of work's last writes. On PostgreSQL the two updates join the statement that ends the
-    /// unit (`finish`), a round trip fewer each: nothing reads them back, they touch different rows, and
-    /// an auto-promotion is of an agent without a production deployment, so no order between them can
-    /// meet the one-production index.
+    /// as the unit of work's last writes. The two updates may run in either order: an auto-promotion is of
+    /// an agent without a production deployment, so neither can meet the one-production index.
     public func write(_ plan: ReconcilePlan, agentId: String, actor: Actor, at now: Timestamp) async throws {
-        var updates: [SQLQueryString] = []
-        if let agent = plan.agent {
-            updates.append(try Self.agentUpdate(agent))
-            noteChange(agentId: agent.id, deploymentId: nil)
-        }
-        if let deployment = plan.deployment {
-            updates.append(try Self.deploymentUpdate(deployment))
-            if plan.notifies { noteChange(deployment) }
-        }
-        if dialect == .postgres {
-            pendingWrites.withLock { $0 += updates }
-        } else {
-            for update in updates { try await run(update) }
-        }
+        if let agent = plan.agent { try await updateAgentAtFinish(agent) }
+        if let deployment = plan.deployment { try await updateDeploymentAtFinish(deployment, notify: plan.notifies) }
         appendEvents(agentId: agentId, plan.events, actor: actor, at: now)
     }
 
