@@ -293,22 +293,13 @@ public final class StoreTransaction: Sendable {
     }
 
     /// The statement that ends a unit of work, still under its locks and before COMMIT: runs the queued
-    /// updates (`write(_:agentId:actor:at:)`), writes the pending events, runs the checks of
+    /// updates (`updateAgentAtFinish`, `updateDeploymentAtFinish`), writes the pending events, runs the checks of
     /// `checkAtFinish`, and on PostgreSQL sends `notifications` (payloads on the change channel). One
     /// statement for all of them, none when there is nothing to do. Throws the first failed check's error.
     func finish(notifications: [String]) async throws {
-        let events = pendingEvents.withLock { pending in
-            defer { pending.removeAll() }
-            return pending
-        }
-        let checks = pendingChecks.withLock { pending in
-            defer { pending.removeAll() }
-            return pending
-        }
-        let writes = pendingWrites.withLock { pending in
-            defer { pending.removeAll() }
-            return pending
-        }
+        let events = pendingEvents.take()
+        let checks = pendingChecks.take()
+        let writes = pendingWrites.take()
         var ctes = writes
         if !events.isEmpty {
             var insert: SQLQueryString = "INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) VALUES "
@@ -448,4 +439,14 @@ public final class StoreTransaction: Sendable {
     }
 
     static func decodeDeployment(_ row: Row) throws -> Deployment { try decodeDeployment(row, withRunningTasks: true) }
+}
+
+extension Mutex where Value: RangeReplaceableCollection & Sendable {
+    /// The elements queued so far, leaving none.
+    fileprivate func take() -> Value {
+        withLock { queued in
+            defer { queued.removeAll() }
+            return queued
+        }
+    }
 }
