@@ -5,7 +5,8 @@ import Logging
 
 /// Takes each deployment from `Pending` to `Ready` or `Failed`: reads it, probes its pod when the
 /// decision needs it, and writes the plan `Reconcile.plan` returns, deciding again on the locked rows so a
-/// stale read (deleted, already ready, re-registered) changes nothing.
+/// stale read (deleted, already ready, re-registered) changes nothing. Deployments that pile up in the
+/// queue are reconciled in batches that share the read and the transaction.
 public struct DeploymentReconciler: Reconciler {
     public let name = "deployment"
     let store: any Store
@@ -34,36 +35,91 @@ public struct DeploymentReconciler: Reconciler {
     }
 
     public func reconcile(_ id: String) async throws -> Requeue {
-        let read = try await store.read { try await $0.deploymentAndAgent(id: id) }
-        guard let (deployment, agent) = read else { return .done }
-        let probe: ProbeObservation? =
-            if let url = Reconcile.probeURL(deployment, now: clock.now(), policy: policy) {
-                ProbeObservation(of: deployment, outcome: await prober.probe(url))
-            } else {
-                nil
+        try await reconcile(batch: [id])[0].get()
+    }
+
+    /// Under a storm of registrations the ready keys pile up; a batch shares the read and the one
+    /// transaction among up to this many deployments.
+    public var batchLimit: Int { 32 }
+
+    /// Reconciles `ids` together: one read of them all, their probes concurrently, then one transaction
+    /// for those that write, which locks their agents, then the deployments, each in id order, and plans
+    /// each deployment again on the locked rows in the order given. An auto-promotion updates the agent the
+    /// next plan of the same agent sees, so two deployments of one agent never both take production. A
+    /// failed transaction fails every key that wrote; the others keep their results.
+    public func reconcile(batch ids: [String]) async -> [Result<Requeue, any Error>] {
+        let read: [String: (Deployment, Agent)]
+        do {
+            read = try await store.read { try await $0.deploymentsAndAgents(ids: ids) }
+        } catch {
+            return ids.map { _ in .failure(error) }
+        }
+        let probes = await probe(ids.compactMap { read[$0]?.0 })
+        var results: [String: Result<Requeue, any Error>] = [:]
+        var writing: [String] = []
+        for id in ids {
+            guard let (deployment, agent) = read[id] else {
+                results[id] = .success(.done)
+                continue
             }
-        let draft = Reconcile.plan(deployment, agent: agent, probe: probe, now: clock.now(), policy: policy)
-        // Nothing to write (no transition, the pending hint already recorded): no transaction.
-        if draft.writesNothing { return draft.requeue }
-        let (plan, written) = try await store.transaction { [clock, policy] tx -> (ReconcilePlan, Deployment?) in
-            guard let agent = try await tx.agent(id: deployment.agentId, lock: true),
-                let locked = try await tx.deployment(id: id, lock: true)
-            else { return (ReconcilePlan(requeue: .done), nil) }
-            let now = clock.now()
-            let plan = Reconcile.plan(locked, agent: agent, probe: probe, now: now, policy: policy)
-            try await tx.write(plan, agentId: agent.id, actor: .controller, at: now)
-            return (plan, plan.deployment)
+            let draft = Reconcile.plan(deployment, agent: agent, probe: probes[id], now: clock.now(), policy: policy)
+            // Nothing to write (no transition, the pending hint already recorded): no transaction.
+            if draft.writesNothing { results[id] = .success(draft.requeue) } else { writing.append(id) }
         }
-        if plan.agent != nil { ControllerMetrics.promotions(.autoPromote).increment() }
-        if let written, written.status != deployment.status {
-            var metadata: Logger.Metadata = [
-                "agent": "\(written.agentId)", "deployment": "\(id)", "status": "\(written.status.rawValue)",
-            ]
-            if written.status == .failed { metadata["reason"] = "\(written.statusReason ?? "")" }
-            if written.isProduction { metadata["promoted"] = "auto" }
-            logger.info("deployment \(written.status.rawValue.lowercased())", metadata: metadata)
+        guard !writing.isEmpty else { return ids.map { results[$0]! } }
+        do {
+            let agentIds = Set(writing.compactMap { read[$0]?.0.agentId })
+            let plans = try await store.transaction { [clock, policy, writing] tx -> [(ReconcilePlan, Deployment?)] in
+                var agents = try await tx.lockAgents(ids: agentIds)
+                let locked = try await tx.lockDeployments(ids: Set(writing))
+                let now = clock.now()
+                var plans: [(ReconcilePlan, Deployment?)] = []
+                for id in writing {
+                    guard let deployment = locked[id], let agent = agents[deployment.agentId] else {
+                        plans.append((ReconcilePlan(requeue: .done), nil))
+                        continue
+                    }
+                    let plan = Reconcile.plan(deployment, agent: agent, probe: probes[id], now: now, policy: policy)
+                    try await tx.write(plan, agentId: agent.id, actor: .controller, at: now)
+                    if let promoted = plan.agent { agents[promoted.id] = promoted }
+                    plans.append((plan, plan.deployment))
+                }
+                return plans
+            }
+            for (id, (plan, written)) in zip(writing, plans) {
+                results[id] = .success(plan.requeue)
+                if plan.agent != nil { ControllerMetrics.promotions(.autoPromote).increment() }
+                if let written, let before = read[id]?.0, written.status != before.status { log(written) }
+            }
+        } catch {
+            for id in writing { results[id] = .failure(error) }
         }
-        return plan.requeue
+        return ids.map { results[$0]! }
+    }
+
+    /// Probes, concurrently, each deployment whose decision needs a fresh probe; by deployment id.
+    private func probe(_ deployments: [Deployment]) async -> [String: ProbeObservation] {
+        let now = clock.now()
+        let due = deployments.compactMap { d in Reconcile.probeURL(d, now: now, policy: policy).map { (d, $0) } }
+        return await withTaskGroup(of: (String, ProbeObservation).self) { group in
+            for (deployment, url) in due {
+                group.addTask { [prober] in
+                    (deployment.id, ProbeObservation(of: deployment, outcome: await prober.probe(url)))
+                }
+            }
+            var observations: [String: ProbeObservation] = [:]
+            for await (id, observation) in group { observations[id] = observation }
+            return observations
+        }
+    }
+
+    private func log(_ written: Deployment) {
+        var metadata: Logger.Metadata = [
+            "agent": "\(written.agentId)", "deployment": "\(written.id)", "status": "\(written.status.rawValue)",
+        ]
+        if written.status == .failed { metadata["reason"] = "\(written.statusReason ?? "")" }
+        if written.isProduction { metadata["promoted"] = "auto" }
+        logger.info("deployment \(written.status.rawValue.lowercased())", metadata: metadata)
     }
 }
 

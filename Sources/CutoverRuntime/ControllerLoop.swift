@@ -16,7 +16,7 @@ public struct LoopSettings: Sendable {
 }
 
 /// Runs one reconciler: once this replica leads, changes and a periodic resync feed the work queue, and
-/// workers reconcile one key at a time, turning each result into queue calls here and nowhere else.
+/// workers reconcile one key at a time (or, when several are ready, a batch the reconciler takes together), turning each result into queue calls here and nowhere else.
 /// Knows nothing of what the keys are.
 public final class ControllerLoop<R: Reconciler>: Service {
     public let reconciler: R
@@ -101,34 +101,47 @@ public final class ControllerLoop<R: Reconciler>: Service {
     }
 
     private func work() async {
-        while !Task.isCancelled, let key = await queue.next() {
-            await reconcileOnce(key)
-            await queue.done(key)
+        while !Task.isCancelled {
+            let keys = await queue.next(upTo: max(1, reconciler.batchLimit))
+            guard let first = keys.first else { return }
+            if keys.count == 1 {
+                await reconcileOnce(first)
+            } else {
+                let start = ContinuousClock.now
+                let results = await reconciler.reconcile(batch: keys)
+                for (key, result) in zip(keys, results) { await settle(key, result, start: start) }
+            }
+            for key in keys { await queue.done(key) }
         }
     }
 
     /// Reconciles `key` and schedules what its result asks for.
     public func reconcileOnce(_ key: R.Key) async {
         let start = ContinuousClock.now
+        let result: Result<Requeue, any Error>
+        do { result = .success(try await reconciler.reconcile(key)) } catch { result = .failure(error) }
+        await settle(key, result, start: start)
+    }
+
+    /// Schedules what `key`'s result asks for, and counts it.
+    private func settle(_ key: R.Key, _ reconciled: Result<Requeue, any Error>, start: ContinuousClock.Instant) async {
         let result: String
-        do {
-            switch try await reconciler.reconcile(key) {
-            case .done:
-                await queue.forget(key)
-                result = "success"
-            case .at(let due):
-                await queue.forget(key)
-                await queue.add(key, at: due)
-                result = "requeue_after"
-            case .backoff(let notAfter):
-                await queue.addRateLimited(key, notAfter: notAfter)
-                result = "requeue"
-            }
-        } catch where Task.isCancelled {
+        switch reconciled {
+        case .success(.done):
+            await queue.forget(key)
+            result = "success"
+        case .success(.at(let due)):
+            await queue.forget(key)
+            await queue.add(key, at: due)
+            result = "requeue_after"
+        case .success(.backoff(let notAfter)):
+            await queue.addRateLimited(key, notAfter: notAfter)
+            result = "requeue"
+        case .failure where Task.isCancelled:
             // The term is ending (shutdown or lost leadership): not a failure, and whoever leads next
             // starts from a resync.
             return
-        } catch {
+        case .failure(let error):
             errors.increment()
             logger.warning(
                 "reconcile failed",

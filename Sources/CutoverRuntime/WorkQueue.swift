@@ -98,16 +98,29 @@ public actor WorkQueue<Key: Hashable & Sendable> {
 
     /// The next key to work on; nil once the queue is shut down.
     public func next() async -> Key? {
-        if let key = queue.popFirst() {
-            depthGauge.record(queue.count)
-            dirty.remove(key)
-            let now = clock.now()
-            if let since = queuedAt.removeValue(forKey: key) { queueDuration.record(now - since) }
-            processing[key] = now
-            return key
-        }
+        if let key = popReady() { return key }
         if isShutDown { return nil }
         return await withCheckedContinuation { waiters.append($0) }
+    }
+
+    /// The next key as `next()` gives it, with up to `limit - 1` more that are ready now (never waiting for
+    /// them); empty once the queue is shut down.
+    public func next(upTo limit: Int) async -> [Key] {
+        guard let first = await next() else { return [] }
+        var keys = [first]
+        while keys.count < limit, let key = popReady() { keys.append(key) }
+        return keys
+    }
+
+    /// Takes the first ready key into processing.
+    private func popReady() -> Key? {
+        guard let key = queue.popFirst() else { return nil }
+        depthGauge.record(queue.count)
+        dirty.remove(key)
+        let now = clock.now()
+        if let since = queuedAt.removeValue(forKey: key) { queueDuration.record(now - since) }
+        processing[key] = now
+        return key
     }
 
     public func done(_ key: Key) {

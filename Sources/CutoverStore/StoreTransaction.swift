@@ -119,18 +119,41 @@ public final class StoreTransaction: Sendable {
         try await deployments(where: "id = \(bind: id)", lock: lock).first
     }
 
-    /// Deployment `id` and its agent, in one unlocked read (the controller's look before it probes). The
-    /// deployment's `runningTasks` is not counted.
-    public func deploymentAndAgent(id: String) async throws -> (Deployment, Agent)? {
-        guard let row = try await connection.rows(Self.deploymentAndAgent, [.text(id)]).first else { return nil }
-        var r = row.reader
-        return (try Self.readDeployment(&r, withRunningTasks: false), try Self.readAgent(&r))
+    /// Deployments `ids` and their agents, by deployment id, in one unlocked read (the controller's look
+    /// before it probes); unknown ids are absent. `runningTasks` is not counted.
+    public func deploymentsAndAgents(ids: [String]) async throws -> [String: (Deployment, Agent)] {
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await rows("""
+            SELECT \(unsafeRaw: Self.deploymentAndAgentColumns) FROM deployments d JOIN agents a ON a.id = d.agent_id \
+            WHERE d.id IN (\(binds: ids))
+            """)
+        var found: [String: (Deployment, Agent)] = [:]
+        for row in rows {
+            var r = row.reader
+            let deployment = try Self.readDeployment(&r, withRunningTasks: false)
+            found[deployment.id] = (deployment, try Self.readAgent(&r))
+        }
+        return found
     }
 
-    private static let deploymentAndAgent = Statement("""
-        SELECT \(qualified(deploymentColumns, "d")), \(qualified(agentColumns, "a")) \
-        FROM deployments d JOIN agents a ON a.id = d.agent_id WHERE d.id = $1
-        """)
+    private static let deploymentAndAgentColumns =
+        "\(qualified(deploymentColumns, "d")), \(qualified(agentColumns, "a"))"
+
+    /// Agents `ids`, by id, locked in id order: units of work that lock several agents this way cannot
+    /// deadlock on each other. Unknown ids are absent.
+    public func lockAgents(ids: Set<String>) async throws -> [String: Agent] {
+        guard !ids.isEmpty else { return [:] }
+        let agents = try await agents(where: "id IN (\(binds: ids.sorted())) ORDER BY id", lock: true)
+        return Dictionary(agents.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Deployments `ids`, by id, locked in id order (after their agents: see `lockAgents`). Unknown ids
+    /// are absent.
+    public func lockDeployments(ids: Set<String>) async throws -> [String: Deployment] {
+        guard !ids.isEmpty else { return [:] }
+        let deployments = try await deployments(where: "id IN (\(binds: ids.sorted())) ORDER BY id", lock: true)
+        return Dictionary(deployments.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+    }
 
     /// `a, b` → `t.a, t.b`.
     static func qualified(_ columns: String, _ table: String) -> String {

@@ -260,6 +260,21 @@ struct DeploymentReconcilerTableTests {
 
     @Test("one reconcile: rows, events, probes and requeue", arguments: rows, Backend.all)
     func reconcile(_ row: Row, _ backend: Backend) async throws {
+        try await check(row, backend) { reconciler, key in try await reconciler.reconcile(key) }
+    }
+
+    @Test("the same rows, each key reconciled in a batch with an unknown one", arguments: rows, Backend.all)
+    func reconcileInABatch(_ row: Row, _ backend: Backend) async throws {
+        try await check(row, backend) { reconciler, key in
+            let results = await reconciler.reconcile(batch: ["ghost-0", key])
+            #expect(try results[0].get() == .done)
+            return try results[1].get()
+        }
+    }
+
+    private func check(
+        _ row: Row, _ backend: Backend, reconcile: (DeploymentReconciler, String) async throws -> Requeue
+    ) async throws {
         try await withTableStore(backend) { base in
             try await seed(base, agents: [row.agent], deployments: row.deployments)
             let before = try await TableState.read(base)
@@ -269,7 +284,7 @@ struct DeploymentReconcilerTableTests {
             let reconciler = DeploymentReconciler(
                 store: store, policy: row.policy, prober: prober, clock: clock, logger: logger)
 
-            let requeue = try await reconciler.reconcile(row.key)
+            let requeue = try await reconcile(reconciler, row.key)
             #expect(requeue == row.wantRequeue)
             #expect(prober.urls == row.wantProbes)
             #expect(store.transactions == (row.writes ? 1 : 0))
@@ -285,9 +300,67 @@ struct DeploymentReconcilerTableTests {
 
             // Level-triggered: a second reconcile at the same time and with the same answer writes nothing
             // more and asks for the same requeue.
-            let again = try await reconciler.reconcile(row.key)
+            let again = try await reconcile(reconciler, row.key)
             #expect(again == row.wantRequeue)
             #expect(store.transactions == (row.writes ? 1 : 0), "the second reconcile opens no transaction")
+            #expect(try await TableState.read(base) == after)
+        }
+    }
+
+    @Test("a batch: one read, one transaction, each deployment decided as alone, one auto-promotion per agent",
+          arguments: Backend.all)
+    func batchOfSeveralAgents(_ backend: Backend) async throws {
+        let second = registered.with {
+            $0.id = "d2"
+            $0.registeredAt = t0 + .seconds(6)
+        }
+        let waiting = Deployment(id: "d3", agentId: "agent-2", dockerImage: "img:3", createdAt: t0)
+        let alreadyReady = Deployment(
+            id: "d4", agentId: "agent-2", dockerImage: "img:4", status: .ready, acpURL: podURL, createdAt: t0,
+            registeredAt: t0, readyAt: t0)
+        try await withTableStore(backend) { base in
+            try await seed(base, agents: [baseAgent, otherAgent], deployments: [registered, second, waiting, alreadyReady])
+            let store = CountingStore(base)
+            let prober = FixedProber(.healthy)
+            let at = t0 + .seconds(10)
+            let reconciler = DeploymentReconciler(
+                store: store, policy: ReconcilePolicy(), prober: prober, clock: ManualClock(at), logger: logger)
+
+            let results = await reconciler.reconcile(batch: ["d2", "ghost", "d1", "d3", "d4"])
+            #expect(results.map { try? $0.get() } == [.done, .done, .done, .at(deadline), .done])
+            #expect(store.transactions == 1, "the deployments that write share one transaction")
+            #expect(prober.urls == [probeURL, probeURL], "d1 and d2 probed; d3 has no pod, d4 is Ready")
+
+            let after = try await TableState.read(base)
+            let ready = { (d: Deployment) in d.with {
+                $0.status = .ready
+                $0.readyAt = at
+            } }
+            #expect(after.deployments == [
+                ready(registered),
+                ready(second).with {
+                    $0.isProduction = true
+                    $0.promotedAt = at
+                },
+                waiting.with { $0.statusReason = waitingHint },
+                alreadyReady,
+            ], "d2 came first in the batch: it alone takes production")
+            #expect(after.agents == [
+                baseAgent.with {
+                    $0.productionDeploymentId = "d2"
+                    $0.status = .ready
+                    $0.updatedAt = at
+                },
+                otherAgent,
+            ])
+            #expect(after.events.map { "\($0.deploymentId ?? "-") \($0.type.rawValue)" } == [
+                "d2 \(EventType.ready.rawValue)", "d2 \(EventType.autoPromoted.rawValue)", "d1 \(EventType.ready.rawValue)",
+            ])
+            #expect(after.events.allSatisfy { $0.createdAt == at && $0.actor == "controller" })
+
+            let again = await reconciler.reconcile(batch: ["d2", "ghost", "d1", "d3", "d4"])
+            #expect(again.map { try? $0.get() } == [.done, .done, .done, .at(deadline), .done])
+            #expect(store.transactions == 1, "level-triggered: the second batch writes nothing")
             #expect(try await TableState.read(base) == after)
         }
     }

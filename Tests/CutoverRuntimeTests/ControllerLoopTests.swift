@@ -12,12 +12,27 @@ final class ScriptedReconciler: Reconciler, Sendable {
     private let changes: AsyncStream<String>
     let changed: AsyncStream<String>.Continuation
     let resyncKeysList: [String]
+    let batchLimit: Int
+    private let batchSizes = Mutex<[Int]>([])
 
     struct TestError: Error {}
 
-    init(resync: [String] = []) {
+    init(resync: [String] = [], batchLimit: Int = 1) {
         (changes, changed) = AsyncStream.makeStream()
         resyncKeysList = resync
+        self.batchLimit = batchLimit
+    }
+
+    /// The size of each `reconcile(batch:)` call, in order.
+    var batches: [Int] { batchSizes.withLock { $0 } }
+
+    func reconcile(batch keys: [String]) async -> [Result<Requeue, any Error>] {
+        batchSizes.withLock { $0.append(keys.count) }
+        var results: [Result<Requeue, any Error>] = []
+        for key in keys {
+            do { results.append(.success(try await reconcile(key))) } catch { results.append(.failure(error)) }
+        }
+        return results
     }
 
     func script(_ key: String, _ results: Result<Requeue, TestError>...) {
@@ -100,6 +115,30 @@ struct ControllerLoopTests {
             clock.advance(to: start + .seconds(10))
             await Self.until("later comes back at its time") { r.calls.filter { $0 == "later" }.count == 2 }
             #expect(r.calls.filter { $0 == "fine" }.count == 1, "done is done")
+        }
+    }
+
+    @Test func keysThatPileUpAreReconciledInBatchesAndEachResultIsSettled() async throws {
+        let clock = ManualClock()
+        let keys = (1...7).map { "k\($0)" }
+        let r = ScriptedReconciler(resync: keys, batchLimit: 3)
+        r.script("k2", .failure(.init()))
+        r.script("k3", .success(.at(clock.now() + .seconds(10))))
+        r.script("k5", .success(.backoff(notAfter: nil)))
+        let loop = Self.loop(r, clock, workers: 1)
+        try await Self.running(loop) {
+            await Self.until("every key once") { r.calls.count == keys.count }
+            await Self.until("the results settled") { await loop.queue.pendingDelayed == 3 }
+            #expect(Set(r.calls) == Set(keys))
+            #expect(r.batches.allSatisfy { $0 <= 3 }, "no batch passes the limit")
+            #expect(r.batches.contains { $0 > 1 }, "keys that waited together were taken together: \(r.batches)")
+            #expect(await loop.queue.failureCount("k2") == 1, "a failed key of a batch backs off alone")
+            #expect(await loop.queue.failureCount("k5") == 1)
+            #expect(await loop.queue.failureCount("k1") == 0)
+            clock.advance(to: clock.now() + .seconds(10))
+            await Self.until("the requeued keys came back") { r.calls.count == keys.count + 3 }
+            #expect(r.calls.filter { $0 == "k3" }.count == 2)
+            #expect(r.calls.filter { $0 == "k1" }.count == 1, "done is done")
         }
     }
 

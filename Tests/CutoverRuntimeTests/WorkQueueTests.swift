@@ -34,6 +34,20 @@ struct WorkQueueTests {
         #expect(await q.depth == 0)
     }
 
+    @Test func aBatchTakesTheReadyKeysWithoutWaitingForMore() async {
+        let q = Self.queue(ManualClock())
+        for key in ["a", "b", "c", "d"] { await q.add(key) }
+        #expect(await q.next(upTo: 3) == ["a", "b", "c"])
+        #expect(await q.next(upTo: 3) == ["d"], "one ready key is a batch of one; it does not wait for more")
+        await q.add("a")
+        #expect(await q.depth == 0, "a key of a batch is still being processed: it waits for done")
+        await q.done("a")
+        #expect(await q.next(upTo: 3) == ["a"])
+        let waiting = Task { await q.next(upTo: 3) }
+        await q.shutDown()
+        #expect(await waiting.value == [], "shut down: an empty batch ends the worker")
+    }
+
     @Test func neverHandsOutAKeyThatIsBeingProcessed() async {
         let q = Self.queue(ManualClock())
         await q.add("a")

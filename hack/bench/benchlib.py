@@ -625,9 +625,13 @@ class Postgres:
 # --- wrk -----------------------------------------------------------------------------------------
 
 def run_wrk(wrk, base, script, args, connections, duration, warmup="0", threads=2, timeout="5s", cpu=None,
-            out_dir=None):
+            out_dir=None, settle=None):
     """wrk against `base` with hack/bench/lua/`script` (`args` after `--`): an unmeasured warm-up of
     `warmup` (unless "0"), then `duration` measured. `cpu`: a CpuMeter read around the measured run.
+    `settle`: called after the warm-up and after the measured run (inside the CPU window), it waits until
+    the server has finished the background work the requests started (the controller's reconciles) and
+    returns the seconds it waited; then `settle_s` and `sustained_rps` (requests over wrk's duration plus
+    that wait) are in the result too, so work left behind counts against the run that left it.
     The BENCHJSON summary plus rps, errors_total, cpu_s and cpu_ms_per_req; or {"error": ..., "wrk_output": ...}."""
     threads = max(1, min(threads, connections))
     cmd = [wrk, f"-t{threads}", f"-c{connections}", "--timeout", timeout, "--latency",
@@ -637,6 +641,8 @@ def run_wrk(wrk, base, script, args, connections, duration, warmup="0", threads=
     if warmup != "0":
         subprocess.run(cmd[:1] + [f"-d{warmup}"] + cmd[1:], capture_output=True, env=env,
                        timeout=duration_seconds(warmup) + limit, preexec_fn=_die_with_parent)
+        if settle:
+            settle()
     if cpu:
         cpu.start()
     try:
@@ -644,6 +650,7 @@ def run_wrk(wrk, base, script, args, connections, duration, warmup="0", threads=
                            timeout=limit, preexec_fn=_die_with_parent)
     except subprocess.TimeoutExpired:
         return {"error": f"wrk did not finish within {limit} s"}
+    settled = settle() if settle else None
     cpu_s = cpu.stop() if cpu else {}
     text = r.stdout + r.stderr
     if out_dir:
@@ -656,6 +663,9 @@ def run_wrk(wrk, base, script, args, connections, duration, warmup="0", threads=
     if r.returncode != 0:
         res["note"] = f"wrk exited {r.returncode}"
     res["rps"] = res["requests"] / (res["duration_us"] / 1e6) if res.get("duration_us") else None
+    if settled is not None and res.get("duration_us"):
+        res["settle_s"] = settled
+        res["sustained_rps"] = res["requests"] / (res["duration_us"] / 1e6 + settled)
     e = res.get("errors", {})
     res["socket_errors"] = {k: e.get(k, 0) for k in ("connect", "read", "write", "timeout") if e.get(k, 0)}
     res["errors_total"] = res.get("non2xx", 0) + sum(res["socket_errors"].values())
