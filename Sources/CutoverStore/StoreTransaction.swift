@@ -196,7 +196,8 @@ public final class StoreTransaction: Sendable {
 
     /// Inserts `d` unless its id exists, or was collected from another agent (a collected id stays its
     /// agent's); returns whether it was inserted. With `generatedId` (a UUID Cutover made for `d`, which
-    /// no row and no collected id can already have), the collected ids are not consulted. With
+    /// no row and no collected id can already have), the collected ids are not consulted, and on PostgreSQL
+    /// the row is written by the statement that ends the unit of work: the unit must not read it back. With
     /// `inheritImage`, `d` takes the image of its agent's newest deployment when there is one (a
     /// registration that names none), read by the insert itself. The casts give PostgreSQL the types of
     /// NULL parameters, which a SELECT list (unlike VALUES) does not take from the target columns.
@@ -210,7 +211,7 @@ public final class StoreTransaction: Sendable {
             COALESCE((SELECT docker_image FROM deployments WHERE agent_id = \(bind: d.agentId) \
             ORDER BY created_at DESC, seq DESC LIMIT 1), \(bind: d.dockerImage))
             """ : "\(bind: d.dockerImage)"
-        let inserted = try await rows("""
+        let insert: SQLQueryString = """
             INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) SELECT \(bind: d.id), \(bind: d.agentId), \
             \(image), CAST(\(bind: try Self.encode(d.registrationMetadata)) AS TEXT), \(bind: d.status.rawValue), \
             CAST(\(bind: d.statusReason) AS TEXT), CAST(\(bind: d.acpURL) AS TEXT), CAST(\(bind: d.isProduction ? 1 : 0) AS INTEGER), \
@@ -220,8 +221,15 @@ public final class StoreTransaction: Sendable {
             CAST(\(bind: d.demotedAt?.microseconds) AS BIGINT), CAST(\(bind: d.expiresAt?.microseconds) AS BIGINT), \
             CAST(\(bind: d.failedAt?.microseconds) AS BIGINT), CAST(\(bind: d.lastProbeError) AS TEXT)\(unclaimed) \
             ON CONFLICT (id) DO NOTHING RETURNING id
-            """)
-        guard !inserted.isEmpty else { return false }
+            """
+        if generatedId && dialect == .postgres {
+            // Nothing can conflict with a fresh UUID, so the outcome is known: the insert joins the statement
+            // that ends the unit of work (a round trip fewer). Nothing in the unit reads the row back.
+            pendingWrites.withLock { $0.append(insert) }
+            noteChange(d)
+            return true
+        }
+        guard try await !rows(insert).isEmpty else { return false }
         if dialect == .postgres && !generatedId {
             // The insert's check ran on a snapshot from before it started. If it waited on a collection of
             // this id by another agent, that collection committed meanwhile: look again, on a fresh snapshot,
