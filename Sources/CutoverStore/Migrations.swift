@@ -24,7 +24,35 @@ enum Migrations {
         Migration(
             version: 4, name: "tasks",
             postgres: tasks(serial: "BIGSERIAL PRIMARY KEY"), sqlite: tasks(serial: "INTEGER PRIMARY KEY AUTOINCREMENT")),
+        // SQLite has one writer at a time, so the insert's own check of the collected ids suffices there.
+        Migration(version: 5, name: "collected_id_guard", postgres: collectedIdGuard, sqlite: []),
     ]
+
+    /// A deployment inserted with an id another agent's garbage collection took is refused when the
+    /// statement ends. The insert's own `NOT EXISTS` check reads the snapshot from the statement's start;
+    /// an insert that waited on a collection deleting the row committed meanwhile would pass it. A
+    /// trigger's query, in a volatile function, takes a fresh snapshot, which sees that collection. The
+    /// SQLSTATE is Cutover's own, so the store maps it back to the conflict it means.
+    private static let collectedIdGuard = [
+        """
+        CREATE FUNCTION cutover_refuse_collected_id() RETURNS trigger LANGUAGE plpgsql VOLATILE AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM collected_deployments WHERE id = NEW.id AND agent_id <> NEW.agent_id) THEN
+                RAISE EXCEPTION 'deployment id ''%'' belongs to another agent', NEW.id
+                    USING ERRCODE = '\(collectedIdState)';
+            END IF;
+            RETURN NULL;
+        END
+        $$
+        """,
+        """
+        CREATE TRIGGER deployments_refuse_collected_id AFTER INSERT ON deployments
+            FOR EACH ROW EXECUTE FUNCTION cutover_refuse_collected_id()
+        """,
+    ]
+
+    /// The SQLSTATE of `cutover_refuse_collected_id`'s refusal.
+    static let collectedIdState = "CU409"
 
     /// What retention and garbage collection need: when a deployment failed, its last probe error as a
     /// field rather than text inside `status_reason`, and the ids already collected, which stay owned by

@@ -1,5 +1,6 @@
 import CutoverCore
 import Foundation
+import PostgresNIO
 import SQLKit
 import Synchronization
 
@@ -40,7 +41,11 @@ public final class StoreTransaction: Sendable {
     func rows(_ query: SQLQueryString) async throws -> [Row] {
         var serializer = SQLSerializer(database: db)
         query.serialize(to: &serializer)
-        return try await connection.rows(sql: serializer.sql, try serializer.binds.map(Bind.init))
+        do {
+            return try await connection.rows(sql: serializer.sql, try serializer.binds.map(Bind.init))
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == Migrations.collectedIdState {
+            throw CutoverError.conflict(error.serverInfo?[.message] ?? "deployment id belongs to another agent")
+        }
     }
 
     func run(_ query: SQLQueryString) async throws {
@@ -229,15 +234,9 @@ public final class StoreTransaction: Sendable {
             noteChange(d)
             return true
         }
+        // On PostgreSQL an insert that waited on another agent's collection of this id is refused by the
+        // `cutover_refuse_collected_id` trigger (its check reads a fresh snapshot, which this one does not).
         guard try await !rows(insert).isEmpty else { return false }
-        if dialect == .postgres && !generatedId {
-            // The insert's check ran on a snapshot from before it started. If it waited on a collection of
-            // this id by another agent, that collection committed meanwhile: look again, on a fresh snapshot,
-            // in the statement that ends the unit of work (`finish`), which saves a round trip.
-            checkAtFinish(
-                "SELECT 1 FROM collected_deployments WHERE id = \(bind: d.id) AND agent_id <> \(bind: d.agentId)",
-                else: CutoverError.conflict("deployment id '\(d.id)' belongs to another agent"))
-        }
         noteChange(d)
         return true
     }

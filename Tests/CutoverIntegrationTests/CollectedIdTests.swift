@@ -7,7 +7,7 @@ import Testing
 struct CollectedIdTests {
     /// Another agent's insert of an id being collected waits on the collection's delete of the row, then
     /// finds no row; its own check of the collected ids ran on a snapshot from before the collection
-    /// committed. The look again before its commit refuses it.
+    /// committed. The trigger that guards inserts looks again on a fresh snapshot and refuses it.
     @Test(arguments: Backend.postgresOnly)
     func anIdCollectedWhileAnotherAgentsInsertWaitedIsRefused(_ backend: Backend) async throws {
         let base = try await backend.makeStore()
