@@ -80,9 +80,15 @@ public final class ControlPlane: Sendable {
             id: deploymentId, agentId: agent.id, dockerImage: image ?? "unknown",
             registrationMetadata: request.registrationMetadata, acpURL: request.acpURL, createdAt: ctx.now,
             registeredAt: ctx.now)
+        let created = EventDraft(
+            deploymentId: deploymentId, type: .created, message: "created by the registration of a pod")
+        // PostgreSQL does all of the below in the statement that ends the unit of work.
+        if try tx.registerDeploymentAtFinish(
+            fresh, inheritImage: image == nil, created: created, registered: registered, actor: .registration, at: ctx.now)
+        {
+            return
+        }
         if try await tx.insertDeploymentIfAbsent(fresh, inheritImage: image == nil) {
-            let created = EventDraft(
-                deploymentId: deploymentId, type: .created, message: "created by the registration of a pod")
             tx.appendEvents(agentId: agent.id, [created, registered], actor: .registration, at: ctx.now)
             return
         }

@@ -204,27 +204,12 @@ public final class StoreTransaction: Sendable {
     /// no row and no collected id can already have), the collected ids are not consulted, and on PostgreSQL
     /// the row is written by the statement that ends the unit of work: the unit must not read it back. With
     /// `inheritImage`, `d` takes the image of its agent's newest deployment when there is one (a
-    /// registration that names none), read by the insert itself. The casts give PostgreSQL the types of
-    /// NULL parameters, which a SELECT list (unlike VALUES) does not take from the target columns.
+    /// registration that names none), read by the insert itself.
     public func insertDeploymentIfAbsent(
         _ d: Deployment, generatedId: Bool = false, inheritImage: Bool = false
     ) async throws -> Bool {
-        let unclaimed: SQLQueryString = generatedId ? "" : """
-             WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = \(bind: d.id) AND c.agent_id <> \(bind: d.agentId))
-            """
-        let image: SQLQueryString = inheritImage ? """
-            COALESCE((SELECT docker_image FROM deployments WHERE agent_id = \(bind: d.agentId) \
-            ORDER BY created_at DESC, seq DESC LIMIT 1), \(bind: d.dockerImage))
-            """ : "\(bind: d.dockerImage)"
         let insert: SQLQueryString = """
-            INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) SELECT \(bind: d.id), \(bind: d.agentId), \
-            \(image), CAST(\(bind: try Self.encode(d.registrationMetadata)) AS TEXT), \(bind: d.status.rawValue), \
-            CAST(\(bind: d.statusReason) AS TEXT), CAST(\(bind: d.acpURL) AS TEXT), CAST(\(bind: d.isProduction ? 1 : 0) AS INTEGER), \
-            CAST(\(bind: d.sgpDeployId) AS TEXT), CAST(\(bind: d.helmReleaseName) AS TEXT), \
-            CAST(\(bind: d.createdAt.microseconds) AS BIGINT), CAST(\(bind: d.registeredAt?.microseconds) AS BIGINT), \
-            CAST(\(bind: d.readyAt?.microseconds) AS BIGINT), CAST(\(bind: d.promotedAt?.microseconds) AS BIGINT), \
-            CAST(\(bind: d.demotedAt?.microseconds) AS BIGINT), CAST(\(bind: d.expiresAt?.microseconds) AS BIGINT), \
-            CAST(\(bind: d.failedAt?.microseconds) AS BIGINT), CAST(\(bind: d.lastProbeError) AS TEXT)\(unclaimed) \
+            \(try deploymentInsert(d, checkCollected: !generatedId, inheritImage: inheritImage)) \
             ON CONFLICT (id) DO NOTHING RETURNING id
             """
         if generatedId && dialect == .postgres {
@@ -238,6 +223,76 @@ public final class StoreTransaction: Sendable {
         // `cutover_refuse_collected_id` trigger (its check reads a fresh snapshot, which this one does not).
         guard try await !rows(insert).isEmpty else { return false }
         noteChange(d)
+        return true
+    }
+
+    /// `INSERT INTO deployments … SELECT …` of `d`, without its conflict clause: unless another agent's
+    /// collection took the id (`checkCollected`), with the agent's newest image when `inheritImage`. The
+    /// casts give PostgreSQL the types of NULL parameters, which a SELECT list (unlike VALUES) does not take
+    /// from the target columns.
+    private func deploymentInsert(_ d: Deployment, checkCollected: Bool, inheritImage: Bool) throws -> SQLQueryString {
+        let unclaimed: SQLQueryString = checkCollected ? """
+             WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = \(bind: d.id) AND c.agent_id <> \(bind: d.agentId))
+            """ : ""
+        let image: SQLQueryString = inheritImage ? """
+            COALESCE((SELECT docker_image FROM deployments WHERE agent_id = \(bind: d.agentId) \
+            ORDER BY created_at DESC, seq DESC LIMIT 1), \(bind: d.dockerImage))
+            """ : "\(bind: d.dockerImage)"
+        return """
+            INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) SELECT \(bind: d.id), \(bind: d.agentId), \
+            \(image), CAST(\(bind: try Self.encode(d.registrationMetadata)) AS TEXT), \(bind: d.status.rawValue), \
+            CAST(\(bind: d.statusReason) AS TEXT), CAST(\(bind: d.acpURL) AS TEXT), CAST(\(bind: d.isProduction ? 1 : 0) AS INTEGER), \
+            CAST(\(bind: d.sgpDeployId) AS TEXT), CAST(\(bind: d.helmReleaseName) AS TEXT), \
+            CAST(\(bind: d.createdAt.microseconds) AS BIGINT), CAST(\(bind: d.registeredAt?.microseconds) AS BIGINT), \
+            CAST(\(bind: d.readyAt?.microseconds) AS BIGINT), CAST(\(bind: d.promotedAt?.microseconds) AS BIGINT), \
+            CAST(\(bind: d.demotedAt?.microseconds) AS BIGINT), CAST(\(bind: d.expiresAt?.microseconds) AS BIGINT), \
+            CAST(\(bind: d.failedAt?.microseconds) AS BIGINT), CAST(\(bind: d.lastProbeError) AS TEXT)\(unclaimed)
+            """
+    }
+
+    /// A pod of deployment `d.id` registered, as part of the statement that ends the unit of work
+    /// (PostgreSQL; false on SQLite, writing nothing, where the caller takes the steps itself). Either
+    /// inserts `d`, then appends `created` and `registered`; or, when the agent already has that deployment,
+    /// records the registration on it (URL, time and metadata, the probe error cleared: a new
+    /// registration has not been probed), then appends `registered` alone. An id of another agent, or
+    /// collected from another agent, fails the unit with 409 and writes nothing. For a new deployment this
+    /// saves the round trip of an insert whose answer decided what came next.
+    public func registerDeploymentAtFinish(
+        _ d: Deployment, inheritImage: Bool, created: EventDraft, registered: EventDraft, actor: Actor, at now: Timestamp
+    ) throws -> Bool {
+        guard dialect == .postgres else { return false }
+        // (xmax = 0): the row was inserted by this statement, not updated by its ON CONFLICT branch.
+        let upsert: SQLQueryString = """
+            \(try deploymentInsert(d, checkCollected: true, inheritImage: inheritImage)) \
+            ON CONFLICT (id) DO UPDATE SET acp_url = EXCLUDED.acp_url, registered_at = EXCLUDED.registered_at, \
+            last_probe_error = NULL, \
+            registration_metadata = COALESCE(EXCLUDED.registration_metadata, deployments.registration_metadata) \
+            WHERE deployments.agent_id = EXCLUDED.agent_id RETURNING (xmax = 0) AS inserted
+            """
+        func event(_ e: EventDraft, from source: String) -> SQLQueryString {
+            """
+            SELECT \(bind: Identifiers.uuid()), \(bind: d.agentId), CAST(\(bind: e.deploymentId) AS TEXT), \(bind: e.type.rawValue), \
+            CAST(\(bind: e.reason) AS TEXT), \(bind: e.message), \(bind: actor.description), CAST(\(bind: now.microseconds) AS BIGINT) \
+            FROM \(unsafeRaw: source)
+            """
+        }
+        pendingWrites.withLock { writes in
+            // `finish` names its CTEs w0, w1, … in queue order, so the events can read the upsert's answer.
+            let name = "w\(writes.count)"
+            writes.append(upsert)
+            writes.append("""
+                INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) \
+                \(event(created, from: name)) WHERE \(unsafeRaw: name).inserted UNION ALL \(event(registered, from: name))
+                """)
+            pendingChecks.withLock {
+                $0.append(FinishCheck(
+                    query: "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM \(unsafeRaw: name))",
+                    error: .conflict("deployment id '\(d.id)' belongs to another agent; a deployment never changes owner")))
+            }
+        }
+        // Whether it is still Pending is not known here: the controller looks, and finds nothing to do if not.
+        noteChange(agentId: d.agentId, deploymentId: d.id, needsReconcile: true)
+        noteChange(agentId: d.agentId, deploymentId: nil)
         return true
     }
 

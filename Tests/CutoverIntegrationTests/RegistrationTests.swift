@@ -104,6 +104,44 @@ struct RegistrationTests {
     }
 
     @Test(arguments: Backend.all)
+    func aPodRegisteringAnExistingDeploymentRecordsItsURLAndTimeOnly(_ backend: Backend) async throws {
+        try await Harness.with(backend, .init(runController: false)) { h in
+            let first = try await h.register("again", url: "http://127.0.0.1:9", deploymentId: "d1", image: "repo/agent:1")
+            let agentId = try #require(first["id"]?.stringValue)
+            // A probe error of the first registration, as the controller would have recorded it.
+            try await h.store.transaction { tx in
+                var d = try #require(try await tx.deployment(id: "d1"))
+                d.lastProbeError = "connection refused"
+                try await tx.updateDeployment(d)
+            }
+            let before = try #require(try await h.deployment(agentId, "d1"))
+
+            let again = try await h.post("/agents/register", [
+                "name": "again", "description": "test agent", "acp_url": "http://127.0.0.1:10", "acp_type": "async",
+                "registration_metadata": ["deployment_id": "d1"],
+            ])
+            #expect(again.status == 200)
+            #expect(again["id"]?.stringValue == agentId)
+            let after = try #require(try await h.deployment(agentId, "d1"))
+            #expect(after.acpURL == "http://127.0.0.1:10")
+            #expect(try #require(after.registeredAt) > before.registeredAt!)
+            #expect(after.lastProbeError == nil, "a new registration has not been probed")
+            #expect(after.registrationMetadata == ["deployment_id": "d1"], "the new registration's metadata replaces the old")
+            #expect(after.dockerImage == "repo/agent:1")
+            #expect(after.createdAt == before.createdAt && after.status == before.status)
+
+            try await h.register("again", url: "http://127.0.0.1:11", deploymentId: "d1", image: "repo/agent:2")
+            let third = try #require(try await h.deployment(agentId, "d1"))
+            #expect(third.registrationMetadata?["docker_image"] == "repo/agent:2")
+            #expect(third.dockerImage == "repo/agent:1", "a deployment's image never changes")
+
+            let events = try await h.get("/agents/\(agentId)/deployments/d1/events?order_direction=asc")
+            #expect(events.array.compactMap { $0["type"]?.stringValue } == ["Created", "Registered", "Registered", "Registered"])
+            #expect(try await h.snapshot().deployments.count == 1)
+        }
+    }
+
+    @Test(arguments: Backend.all)
     func registrationUsesTheAgentsLastImageWhenNoneIsGiven(_ backend: Backend) async throws {
         try await Harness.with(backend, .init(runController: false)) { h in
             let reply = try await h.register("imgs", url: "http://127.0.0.1:9", deploymentId: "d1", image: "repo/agent:7")
