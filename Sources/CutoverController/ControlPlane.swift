@@ -207,8 +207,12 @@ public final class ControlPlane: Sendable {
         let promoted = try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
             let ctx = ctx.lockedNow()
-            let target = try await Self.ownedDeployment(tx, agent: agent, deploymentId)
-            return try await Self.apply(tx, agent: agent, target: target, kind: .promote, reason: reason, ctx)
+            let locked = try await Self.lockWithProduction(tx, agent: agent, deploymentId)
+            guard let target = locked.requested, target.agentId == agent.id else {
+                throw CutoverError.deploymentNotFound(deploymentId, agent: agent.id)
+            }
+            return try await Self.apply(
+                tx, agent: agent, target: target, current: locked.production, kind: .promote, reason: reason, ctx)
         }
         recordChange(promoted, kind: .promote, agentId: agentId, ctx)
         return promoted.deployment
@@ -231,11 +235,12 @@ public final class ControlPlane: Sendable {
         let restored = try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
             let ctx = ctx.lockedNow()
-            let requested = try await requestedId.asyncMap { try await tx.deployment(id: $0, lock: true) }
+            let locked = try await Self.lockWithProduction(tx, agent: agent, requestedId)
             let history = try await tx.formerProductionDeployments(agentId: agent.id)
             let target = try Rollback.target(
-                agent: agent, requested: requested ?? nil, requestedId: requestedId, history: history)
-            return try await Self.apply(tx, agent: agent, target: target, kind: .rollback, reason: reason, ctx)
+                agent: agent, requested: locked.requested, requestedId: requestedId, history: history)
+            return try await Self.apply(
+                tx, agent: agent, target: target, current: locked.production, kind: .rollback, reason: reason, ctx)
         }
         recordChange(restored, kind: .rollback, agentId: agentId, ctx)
         return restored.deployment
@@ -246,12 +251,11 @@ public final class ControlPlane: Sendable {
     /// the unit of work (nothing reads them back). Returns the production deployment and whether anything
     /// changed (promoting production again does not).
     static func apply(
-        _ tx: StoreTransaction, agent: Agent, target: Deployment, kind: PromotionKind, reason: String?,
-        _ ctx: RequestContext
+        _ tx: StoreTransaction, agent: Agent, target: Deployment, current: Deployment?, kind: PromotionKind,
+        reason: String?, _ ctx: RequestContext
     ) async throws -> (deployment: Deployment, changed: Bool) {
-        let current = try await agent.productionDeploymentId.asyncMap { try await tx.deployment(id: $0, lock: true) }
         let plan = try Promotion.plan(
-            agent: agent, target: target, current: current ?? nil, kind: kind, reason: reason, now: ctx.now)
+            agent: agent, target: target, current: current, kind: kind, reason: reason, now: ctx.now)
         if plan.isNoop { return (plan.target, false) }
         if let demoted = plan.demoted { try await tx.updateDeployment(demoted) }
         try await tx.updateDeploymentAtFinish(plan.target)
@@ -315,17 +319,20 @@ public final class ControlPlane: Sendable {
         return agent
     }
 
+    /// Deployment `id` (of any agent: the caller checks the owner) and the agent's production deployment,
+    /// locked in one statement.
+    static func lockWithProduction(
+        _ tx: StoreTransaction, agent: Agent, _ id: String?
+    ) async throws -> (requested: Deployment?, production: Deployment?) {
+        let ids = Set([id, agent.productionDeploymentId].compactMap { $0 })
+        let locked = try await tx.lockDeployments(ids: ids)
+        return (id.flatMap { locked[$0] }, agent.productionDeploymentId.flatMap { locked[$0] })
+    }
+
     static func ownedDeployment(_ tx: StoreTransaction, agent: Agent, _ id: String) async throws -> Deployment {
         guard let deployment = try await tx.deployment(id: id, lock: true), deployment.agentId == agent.id else {
             throw CutoverError.deploymentNotFound(id, agent: agent.id)
         }
         return deployment
-    }
-}
-
-extension Optional {
-    func asyncMap<U>(_ transform: (Wrapped) async throws -> U) async rethrows -> U? {
-        guard let self else { return nil }
-        return try await transform(self)
     }
 }
