@@ -16,8 +16,9 @@ public struct LoopSettings: Sendable {
 }
 
 /// Runs one reconciler: once this replica leads, changes and a periodic resync feed the work queue, and
-/// workers reconcile one key at a time (or, when several are ready, a batch the reconciler takes together), turning each result into queue calls here and nowhere else.
-/// Knows nothing of what the keys are.
+/// workers reconcile one key at a time (or, when several are ready, a batch the reconciler takes
+/// together), turning each result into queue calls here and nowhere else. Knows nothing of what the keys
+/// are.
 public final class ControllerLoop<R: Reconciler>: Service {
     public let reconciler: R
     public let queue: WorkQueue<R.Key>

@@ -276,7 +276,7 @@ public final class StoreTransaction: Sendable {
             FROM \(unsafeRaw: source)
             """
         }
-        pendingWrites.withLock { writes in
+        let name = pendingWrites.withLock { writes in
             // `finish` names its CTEs w0, w1, … in queue order, so the events can read the upsert's answer.
             let name = "w\(writes.count)"
             writes.append(upsert)
@@ -284,12 +284,11 @@ public final class StoreTransaction: Sendable {
                 INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) \
                 \(event(created, from: name)) WHERE \(unsafeRaw: name).inserted UNION ALL \(event(registered, from: name))
                 """)
-            pendingChecks.withLock {
-                $0.append(FinishCheck(
-                    query: "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM \(unsafeRaw: name))",
-                    error: .conflict("deployment id '\(d.id)' belongs to another agent; a deployment never changes owner")))
-            }
+            return name
         }
+        checkAtFinish(
+            "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM \(unsafeRaw: name))",
+            else: .conflict("deployment id '\(d.id)' belongs to another agent; a deployment never changes owner"))
         // Whether it is still Pending is not known here: the controller looks, and finds nothing to do if not.
         noteChange(agentId: d.agentId, deploymentId: d.id, needsReconcile: true)
         noteChange(agentId: d.agentId, deploymentId: nil)
@@ -404,6 +403,7 @@ public final class StoreTransaction: Sendable {
         var items: [SQLQueryString] = checks.map { "CASE WHEN EXISTS (\($0.query)) THEN 1 ELSE 0 END" }
         items += notifications.map { "pg_notify(\(bind: ChangeNotifications.channel), \(bind: $0))" }
         var statement: SQLQueryString = ctes.isEmpty ? "" : "WITH "
+        // Named by position: `registerDeploymentAtFinish` refers to its upsert by that name.
         for (i, cte) in ctes.enumerated() {
             statement.appendInterpolation("\(unsafeRaw: i > 0 ? ", " : "")w\(unsafeRaw: String(i)) AS (\(cte)) " as SQLQueryString)
         }
