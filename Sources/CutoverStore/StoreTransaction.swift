@@ -466,6 +466,9 @@ public final class StoreTransaction: Sendable {
         let dir = page.direction == .asc ? "ASC" : "DESC"
         let column = page.orderBy.allSatisfy { $0.isLetter || $0 == "_" } ? page.orderBy : "created_at"
         if timeColumnInCommitOrder, column == "created_at" { return "ORDER BY seq \(dir)" }
+        // Every table's created_at and updated_at are NOT NULL; without the NULLs-last term an index on
+        // (…, column, seq) can give the order (the planner does not fold the term away by itself).
+        if column == "created_at" || column == "updated_at" { return "ORDER BY \(column) \(dir), seq \(dir)" }
         return "ORDER BY CASE WHEN \(column) IS NULL THEN 1 ELSE 0 END, \(column) \(dir), seq \(dir)"
     }
 

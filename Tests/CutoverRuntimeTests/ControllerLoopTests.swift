@@ -68,9 +68,12 @@ struct ControllerLoopTests {
             logger: Logger(label: "test"))
     }
 
-    /// Waits (bounded, yielding) until `condition` holds.
+    /// Waits (yielding, at most 10 s of wall time) until `condition` holds. A bound in time rather than in
+    /// yields: with the whole suite running, a count of yields could run out before the loop's tasks got
+    /// their turns.
     static func until(_ what: String, _ condition: () async -> Bool) async {
-        for _ in 0..<20_000 {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
             if await condition() { return }
             await Task.yield()
         }
