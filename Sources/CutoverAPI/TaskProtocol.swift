@@ -361,18 +361,25 @@ struct TaskProtocol: Sendable {
     }
 
     private func storeAgentMessages(_ contents: [JSONValue], taskId: String) async throws -> [TaskMessage] {
-        guard !contents.isEmpty else { return [] }
-        return try await deps.store.transaction(dryRun: false) { tx in
-            let now = Timestamp.now()
-            var messages: [TaskMessage] = []
-            for content in contents {
-                let message = TaskMessage(
-                    id: Identifiers.uuid(), taskId: taskId, content: content, streamingStatus: .done, createdAt: now, updatedAt: now)
-                try await tx.insertTaskMessage(message)
-                messages.append(message)
-            }
-            return messages
+        let now = Timestamp.now()
+        let messages = contents.map {
+            TaskMessage(id: Identifiers.uuid(), taskId: taskId, content: $0, streamingStatus: .done, createdAt: now, updatedAt: now)
         }
+        try await Self.write(messages.map { ($0, true) }, to: deps.store)
+        return messages
+    }
+
+    /// Writes an agent's messages, each new (`isNew`) or updated. One write (the usual case: a message
+    /// appearing or completing) is a statement on its own, two round trips fewer than a transaction around
+    /// it; several are written together or not at all.
+    private static func write(_ writes: [(message: TaskMessage, isNew: Bool)], to store: any Store) async throws {
+        guard !writes.isEmpty else { return }
+        let write: @Sendable (StoreTransaction) async throws -> Void = { tx in
+            for (message, isNew) in writes {
+                if isNew { try await tx.insertTaskMessage(message) } else { try await tx.updateTaskMessage(message) }
+            }
+        }
+        if writes.count == 1 { try await store.autocommit(write) } else { try await store.transaction(write) }
     }
 
     /// A streamed `message/send`: each line of the pod reaches the client as it arrives, re-addressed to
@@ -405,16 +412,8 @@ struct TaskProtocol: Sendable {
                         writes.append((message, false))
                     }
                 }
-                let batch = writes
-                let write: @Sendable (StoreTransaction) async throws -> Void = { tx in
-                    for (message, isNew) in batch {
-                        if isNew { try await tx.insertTaskMessage(message) } else { try await tx.updateTaskMessage(message) }
-                    }
-                }
-                // The line waits for its message to be stored: one write (the usual case, a message
-                // appearing or completing) is one statement on its own, two round trips fewer than a
-                // transaction around it; several are written together or not at all.
-                if batch.count == 1 { try await store.autocommit(write) } else { try await store.transaction(write) }
+                // The line waits for its message to be stored.
+                try await Self.write(writes, to: store)
             }
             func send(_ value: JSONValue) async throws {
                 var buffer = ByteBuffer(bytes: JSONCodec.serialize(value))

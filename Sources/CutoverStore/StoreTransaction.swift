@@ -14,7 +14,7 @@ public final class StoreTransaction: Sendable {
     private let pendingChanges = Mutex<[Change]>([])
     private let pendingEvents = Mutex<[PendingEvent]>([])
     private let pendingChecks = Mutex<[FinishCheck]>([])
-    /// Updates `finish` runs (PostgreSQL only), each a data-modifying CTE of its statement.
+    /// Writes `finish` runs (PostgreSQL only), each a data-modifying CTE of its statement.
     private let pendingWrites = Mutex<[SQLQueryString]>([])
 
     init(connection: DriverConnection, dialect: SQLDialectKind) {
@@ -212,10 +212,10 @@ public final class StoreTransaction: Sendable {
             \(try deploymentInsert(d, checkCollected: !generatedId, inheritImage: inheritImage)) \
             ON CONFLICT (id) DO NOTHING RETURNING id
             """
-        if generatedId && dialect == .postgres {
+        if generatedId {
             // Nothing can conflict with a fresh UUID, so the outcome is known: the insert joins the statement
             // that ends the unit of work (a round trip fewer). Nothing in the unit reads the row back.
-            pendingWrites.withLock { $0.append(insert) }
+            try await writeAtFinish(insert)
             noteChange(d)
             return true
         }
@@ -281,8 +281,7 @@ public final class StoreTransaction: Sendable {
             let name = "w\(writes.count)"
             writes.append(upsert)
             writes.append("""
-                INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) \
-                \(event(created, from: name)) WHERE \(unsafeRaw: name).inserted UNION ALL \(event(registered, from: name))
+                \(unsafeRaw: Self.eventInsert) \(event(created, from: name)) WHERE \(unsafeRaw: name).inserted UNION ALL \(event(registered, from: name))
                 """)
             return name
         }
@@ -319,19 +318,19 @@ public final class StoreTransaction: Sendable {
     /// it (`finish`), a round trip fewer; elsewhere at once. For callers that read nothing back afterwards
     /// and whose deferred updates may run in any order (data-modifying CTEs have none).
     public func updateAgentAtFinish(_ a: Agent) async throws {
-        try await updateAtFinish(Self.agentUpdate(a))
+        try await writeAtFinish(Self.agentUpdate(a))
         noteChange(agentId: a.id, deploymentId: nil)
     }
 
     /// `updateDeployment` as one of the unit of work's last writes; see `updateAgentAtFinish`.
     public func updateDeploymentAtFinish(_ d: Deployment, notify: Bool = true) async throws {
-        try await updateAtFinish(Self.deploymentUpdate(d))
+        try await writeAtFinish(Self.deploymentUpdate(d))
         if notify { noteChange(d) }
     }
 
-    private func updateAtFinish(_ update: SQLQueryString) async throws {
-        guard dialect == .postgres else { return try await run(update) }
-        pendingWrites.withLock { $0.append(update) }
+    private func writeAtFinish(_ write: SQLQueryString) async throws {
+        guard dialect == .postgres else { return try await run(write) }
+        pendingWrites.withLock { $0.append(write) }
     }
 
     /// Writes a reconcile plan: the agent (an auto-promotion repoints it), the deployment and the events,
@@ -386,7 +385,7 @@ public final class StoreTransaction: Sendable {
         let writes = pendingWrites.take()
         var ctes = writes
         if !events.isEmpty {
-            var insert: SQLQueryString = "INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at) VALUES "
+            var insert: SQLQueryString = "\(unsafeRaw: Self.eventInsert) VALUES "
             for (i, e) in events.enumerated() {
                 if i > 0 { insert.appendLiteral(", ") }
                 insert.appendInterpolation("""
@@ -445,6 +444,10 @@ public final class StoreTransaction: Sendable {
     }
 
     static let eventColumns = "seq, id, agent_id, deployment_id, type, reason, message, actor, created_at"
+
+    /// The head of an events insert, the columns in the order `finish` and `registerDeploymentAtFinish` give.
+    private static let eventInsert =
+        "INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at)"
 
     private static func event(_ row: Row) throws -> (position: Int64, event: Event) {
         var r = row.reader
