@@ -29,7 +29,12 @@ public final class ControlPlane: Sendable {
     // MARK: Registration
 
     public func register(_ request: RegistrationRequest, _ ctx: RequestContext) async throws -> Agent {
-        try await store.transaction(dryRun: ctx.dryRun) { tx in
+        if let deploymentId = request.deploymentId, !ctx.dryRun,
+            let agent = try await Self.registerInOneStatement(store, deploymentId: deploymentId, request)
+        {
+            return agent
+        }
+        return try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.findOrCreateAgent(tx, id: request.agentId, name: request.name) {
                 Agent(
                     id: Identifiers.uuid(), name: request.name, description: request.description,
@@ -65,30 +70,47 @@ public final class ControlPlane: Sendable {
         return agent
     }
 
+    /// The events of a pod's registration of deployment `deploymentId`: `created` too when it is new.
+    static func registrationEvents(
+        deploymentId: String, _ request: RegistrationRequest
+    ) -> (created: EventDraft, registered: EventDraft) {
+        (EventDraft(deploymentId: deploymentId, type: .created, message: "created by the registration of a pod"),
+         EventDraft(deploymentId: deploymentId, type: .registered, message: "pod registered at \(request.acpURL)"))
+    }
+
+    /// A registration of a deployment of an existing agent, as one statement (PostgreSQL); nil when that
+    /// does not apply (SQLite, an agent to create, a deleted agent, an id of another agent), and nothing
+    /// was written: the transaction then does it, or gives the error.
+    static func registerInOneStatement(
+        _ store: any Store, deploymentId: String, _ request: RegistrationRequest
+    ) async throws -> Agent? {
+        guard store.runsOneStatementUnits else { return nil }
+        let events = registrationEvents(deploymentId: deploymentId, request)
+        return try await store.autocommit { tx in
+            try await tx.registerDeploymentInOneStatement(
+                id: deploymentId, agent: request.agentId ?? request.name, byName: request.agentId == nil,
+                image: request.image, metadata: request.registrationMetadata, acpURL: request.acpURL,
+                created: events.created, registered: events.registered, actor: .registration,
+                // Read once the session is had: a wait for a pooled connection would only widen the gap the
+                // statement closes (to the agent's newest event time, once it holds the lock).
+                at: .now())
+        }
+    }
+
     /// A pod of one deployment registered: record the observation on the deployment only.
     static func observeRegistration(
         _ tx: StoreTransaction, agent: Agent, deploymentId: String, _ request: RegistrationRequest,
         _ ctx: RequestContext
     ) async throws {
-        let registered = EventDraft(
-            deploymentId: deploymentId, type: .registered, message: "pod registered at \(request.acpURL)")
+        let (created, registered) = registrationEvents(deploymentId: deploymentId, request)
         // Insert first: a new deployment (the common case) then costs no extra read; an existing one is
         // left untouched by the insert and locked below.
         // A registration that names no image takes the agent's newest deployment's (read by the insert).
-        let image = request.registrationMetadata?["docker_image"]?.stringValue
         let fresh = Deployment(
-            id: deploymentId, agentId: agent.id, dockerImage: image ?? "unknown",
+            id: deploymentId, agentId: agent.id, dockerImage: request.image ?? "unknown",
             registrationMetadata: request.registrationMetadata, acpURL: request.acpURL, createdAt: ctx.now,
             registeredAt: ctx.now)
-        let created = EventDraft(
-            deploymentId: deploymentId, type: .created, message: "created by the registration of a pod")
-        // PostgreSQL does all of the below in the statement that ends the unit of work.
-        if try tx.registerDeploymentAtFinish(
-            fresh, inheritImage: image == nil, created: created, registered: registered, actor: .registration, at: ctx.now)
-        {
-            return
-        }
-        if try await tx.insertDeploymentIfAbsent(fresh, inheritImage: image == nil) {
+        if try await tx.insertDeploymentIfAbsent(fresh, inheritImage: request.image == nil) {
             tx.appendEvents(agentId: agent.id, [created, registered], actor: .registration, at: ctx.now)
             return
         }
@@ -176,29 +198,43 @@ public final class ControlPlane: Sendable {
     public func createDeployment(
         agentId: String, _ request: DeploymentRequest, _ ctx: RequestContext
     ) async throws -> Deployment {
-        try await store.transaction(dryRun: ctx.dryRun) { tx in
+        // A fresh id cannot conflict with anything, so on PostgreSQL the create is one statement.
+        if request.id == nil, !ctx.dryRun, store.runsOneStatementUnits, let created = try await store.autocommit({ tx in
+            // The clock read once the session is had, as for registrations.
+            let fresh = self.newDeployment(id: Identifiers.uuid(), agentId: agentId, request, at: .now())
+            return try await tx.createDeploymentInOneStatement(
+                fresh, deadlineAfter: self.settings.reconcile.progressDeadline, created: Self.created(fresh),
+                actor: ctx.actor)
+        }) {
+            return created
+        }
+        return try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.lockAgent(tx, agentId)
             let ctx = ctx.lockedNow()
             try Self.requireNotDeleted(agent)
-            let id = request.id ?? Identifiers.uuid()
-            let deadline = ctx.now + self.settings.reconcile.progressDeadline
-            let fresh = Deployment(
-                id: id, agentId: agent.id, dockerImage: request.dockerImage,
-                registrationMetadata: request.registrationMetadata,
-                statusReason: Reconcile.pendingHint(.awaitRegistration(deadline: deadline)),
-                sgpDeployId: request.sgpDeployId, helmReleaseName: request.helmReleaseName, createdAt: ctx.now)
+            let fresh = self.newDeployment(id: request.id ?? Identifiers.uuid(), agentId: agent.id, request, at: ctx.now)
             guard try await tx.insertDeploymentIfAbsent(fresh, generatedId: request.id == nil) else {
-                guard let existing = try await tx.deployment(id: id), existing.agentId == agent.id else {
-                    throw CutoverError.conflict("deployment id '\(id)' belongs to another agent")
+                guard let existing = try await tx.deployment(id: fresh.id), existing.agentId == agent.id else {
+                    throw CutoverError.conflict("deployment id '\(fresh.id)' belongs to another agent")
                 }
                 return existing
             }
-            tx.appendEvents(
-                agentId: agent.id,
-                [.init(deploymentId: id, type: .created, message: "created with image \(request.dockerImage)")],
-                actor: ctx.actor, at: ctx.now)
+            tx.appendEvents(agentId: agent.id, [Self.created(fresh)], actor: ctx.actor, at: ctx.now)
             return fresh
         }
+    }
+
+    /// A created deployment, waiting for its pod's registration until the progress deadline.
+    private func newDeployment(id: String, agentId: String, _ request: DeploymentRequest, at now: Timestamp) -> Deployment {
+        let deadline = now + settings.reconcile.progressDeadline
+        return Deployment(
+            id: id, agentId: agentId, dockerImage: request.dockerImage, registrationMetadata: request.registrationMetadata,
+            statusReason: Reconcile.pendingHint(.awaitRegistration(deadline: deadline)),
+            sgpDeployId: request.sgpDeployId, helmReleaseName: request.helmReleaseName, createdAt: now)
+    }
+
+    private static func created(_ d: Deployment) -> EventDraft {
+        EventDraft(deploymentId: d.id, type: .created, message: "created with image \(d.dockerImage)")
     }
 
     public func promote(

@@ -47,6 +47,9 @@ public struct RegistrationRequest: Sendable {
 
     /// Present ⇒ a deployment-scoped registration of that deployment.
     public var deploymentId: String? { registrationMetadata?["deployment_id"]?.stringValue }
+
+    /// The image the pod names, if any (a new deployment without one takes its agent's newest image).
+    public var image: String? { registrationMetadata?["docker_image"]?.stringValue }
 }
 
 /// A validated `POST /agents/{id}/deployments`.

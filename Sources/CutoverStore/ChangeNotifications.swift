@@ -10,10 +10,11 @@ enum ChangeNotifications {
     static let channel = "cutover_changes"
 
     /// One payload per distinct change: a deployment that needs reconciling is named; other changes of an
-    /// agent (promotions, deletes, collections) only invalidate its routes, so one per agent is enough.
+    /// agent (promotions, deletes, collections) only invalidate its routes, which every payload naming the
+    /// agent does, so an agent gets one of those only when no deployment of it is named.
     static func payloads(_ changes: [Change], origin: String) -> [String] {
         var seen = Set<Change>()
-        var invalidatedAgents = Set<String>()
+        var invalidatedAgents = Set(changes.filter(\.needsReconcile).map(\.agentId))
         var out: [String] = []
         for change in changes {
             let key = change.needsReconcile ? change : Change(agentId: change.agentId, deploymentId: nil)
@@ -27,6 +28,13 @@ enum ChangeNotifications {
             out.append(JSONCodec.string(.object(object)))
         }
         return out
+    }
+
+    /// A payload naming deployment `deployment` of agent `agent` as needing reconciling, built by the
+    /// statement that writes it (the arguments are SQL expressions): for statements that learn the agent
+    /// only as they run. `decode` reads it like the payloads above.
+    static func reconcilePayloadSQL(origin: String, agent: String, deployment: String) -> String {
+        "json_build_object('o', \(origin), 'a', \(agent), 'd', \(deployment), 'r', true)::text"
     }
 
     /// The change a payload carries and the process that committed it.

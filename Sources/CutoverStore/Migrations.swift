@@ -27,6 +27,36 @@ enum Migrations {
         // SQLite has one writer at a time, so the insert's own check of the collected ids suffices there.
         Migration(version: 5, name: "collected_id_guard", postgres: collectedIdGuard, sqlite: []),
         Migration(version: 6, name: "deployment_order", postgres: deploymentOrder, sqlite: deploymentOrder),
+        // SQLite's units of work are transactions, whose statements after the lock see what committed before.
+        Migration(version: 7, name: "newest_of_agent", postgres: newestOfAgent, sqlite: []),
+    ]
+
+    /// What a create or registration that is one statement (`StoreTransaction+DeploymentStatements`)
+    /// reads once it holds its agent's lock: the time of the agent's newest event, and the image of its
+    /// newest deployment (for a registration that names none). That statement's own snapshot predates its
+    /// wait for the lock; a volatile function's query takes a fresh one, which sees what committed
+    /// meanwhile. And a time as Cutover writes it in text (RFC 3339, UTC, six fractional digits), for the
+    /// waiting hint a create writes from the statement's time.
+    private static let newestOfAgent = [
+        """
+        CREATE FUNCTION cutover_newest_event_time(agent TEXT) RETURNS BIGINT LANGUAGE plpgsql VOLATILE AS $$
+        BEGIN
+            RETURN (SELECT created_at FROM events WHERE agent_id = agent ORDER BY seq DESC LIMIT 1);
+        END
+        $$
+        """,
+        """
+        CREATE FUNCTION cutover_newest_image(agent TEXT) RETURNS TEXT LANGUAGE plpgsql VOLATILE AS $$
+        BEGIN
+            RETURN (SELECT docker_image FROM deployments WHERE agent_id = agent ORDER BY created_at DESC, seq DESC LIMIT 1);
+        END
+        $$
+        """,
+        """
+        CREATE FUNCTION cutover_rfc3339(microseconds BIGINT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $$
+            SELECT to_char(TIMESTAMP '1970-01-01' + microseconds * INTERVAL '1 microsecond', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        $$
+        """,
     ]
 
     /// An agent's deployments newest first (`created_at DESC, seq DESC`: lists, and a registration's

@@ -34,7 +34,7 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
         let dialect = backend.dialect
         let origin = origin
         let (value, changes) = try await backend.withTransaction(rollback: dryRun) { connection in
-            let tx = StoreTransaction(connection: connection, dialect: dialect)
+            let tx = StoreTransaction(connection: connection, dialect: dialect, origin: origin)
             let value = try await body(tx)
             let changes = tx.changes
             // Notifications are delivered to the other replicas if, and only if, this transaction commits.
@@ -47,13 +47,20 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
     }
 
     func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T {
+        try await autocommit(body)
+    }
+
+    func autocommit<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T {
         let dialect = backend.dialect
-        return try await backend.withSession { connection in
-            let tx = StoreTransaction(connection: connection, dialect: dialect)
+        let origin = origin
+        let (value, changes) = try await backend.withSession { connection in
+            let tx = StoreTransaction(connection: connection, dialect: dialect, origin: origin)
             let value = try await body(tx)
             try await tx.finish(notifications: [])
-            return value
+            return (value, tx.changes)
         }
+        self.changes.publish(changes)
+        return value
     }
 
     func migrate() async throws -> [Int] {

@@ -13,6 +13,12 @@ public protocol Store: Sendable {
     /// Runs reads that need no lock.
     func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T
 
+    /// Runs `body` on one session without a transaction: each statement commits on its own. For the units
+    /// of work that are one statement (`StoreTransaction+TaskStatements`, `+DeploymentStatements`); the
+    /// changes such a statement notes once it has written are published when `body` returns (a statement
+    /// that writes sends its own notifications to the other replicas).
+    func autocommit<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T
+
     /// Whether the one-statement units of work (`StoreTransaction+TaskStatements`) run here (PostgreSQL);
     /// elsewhere callers go straight to their transaction.
     var runsOneStatementUnits: Bool { get }
@@ -40,14 +46,6 @@ public protocol Store: Sendable {
 }
 
 extension Store {
-    /// Runs `body` on one session without a transaction: each statement commits on its own. For the units of
-    /// work that are one statement (`StoreTransaction+TaskStatements`). A session is what `read` gives.
-    public func autocommit<T: Sendable>(
-        _ body: @escaping @Sendable (StoreTransaction) async throws -> T
-    ) async throws -> T {
-        try await read(body)
-    }
-
     public func changeListener(logger: Logger, onReconnect: @escaping @Sendable () -> Void) -> ChangeListener? { nil }
     public var postgresConfiguration: PostgresConnection.Configuration? { nil }
 

@@ -11,16 +11,18 @@ public final class StoreTransaction: Sendable {
     /// The driver connection itself, for the static statements of the hot paths.
     let connection: DriverConnection
     public let dialect: SQLDialectKind
+    /// The store's name in change notifications, for the one-statement units that send their own.
+    let origin: String
     private let pendingChanges = Mutex<[Change]>([])
     private let pendingEvents = Mutex<[PendingEvent]>([])
-    private let pendingChecks = Mutex<[FinishCheck]>([])
     /// Writes `finish` runs (PostgreSQL only), each a data-modifying CTE of its statement.
     private let pendingWrites = Mutex<[SQLQueryString]>([])
 
-    init(connection: DriverConnection, dialect: SQLDialectKind) {
+    init(connection: DriverConnection, dialect: SQLDialectKind, origin: String) {
         self.connection = connection
         self.db = connection.sql
         self.dialect = dialect
+        self.origin = origin
     }
 
     /// Records that `agentId`'s route or one of its deployments changed; published when the transaction commits.
@@ -41,8 +43,19 @@ public final class StoreTransaction: Sendable {
     func rows(_ query: SQLQueryString) async throws -> [Row] {
         var serializer = SQLSerializer(database: db)
         query.serialize(to: &serializer)
+        let binds = try serializer.binds.map(Bind.init)
+        return try await Self.mappingRefusals { try await self.connection.rows(sql: serializer.sql, binds) }
+    }
+
+    /// Runs static `statement`, like `rows(_:)` above.
+    func rows(_ statement: Statement, _ binds: [Bind]) async throws -> [Row] {
+        try await Self.mappingRefusals { try await self.connection.rows(statement, binds) }
+    }
+
+    /// The database's own refusals as the errors they mean: the collected-id guard's is a conflict.
+    private static func mappingRefusals(_ body: () async throws -> [Row]) async throws -> [Row] {
         do {
-            return try await connection.rows(sql: serializer.sql, try serializer.binds.map(Bind.init))
+            return try await body()
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == Migrations.collectedIdState {
             throw CutoverError.conflict(error.serverInfo?[.message] ?? "deployment id belongs to another agent")
         }
@@ -250,50 +263,6 @@ public final class StoreTransaction: Sendable {
             """
     }
 
-    /// A pod of deployment `d.id` registered, as part of the statement that ends the unit of work
-    /// (PostgreSQL; false on SQLite, writing nothing, where the caller takes the steps itself). Either
-    /// inserts `d`, then appends `created` and `registered`; or, when the agent already has that deployment,
-    /// records the registration on it (URL, time and metadata, the probe error cleared: a new
-    /// registration has not been probed), then appends `registered` alone. An id of another agent, or
-    /// collected from another agent, fails the unit with 409 and writes nothing. For a new deployment this
-    /// saves the round trip of an insert whose answer decided what came next.
-    public func registerDeploymentAtFinish(
-        _ d: Deployment, inheritImage: Bool, created: EventDraft, registered: EventDraft, actor: Actor, at now: Timestamp
-    ) throws -> Bool {
-        guard dialect == .postgres else { return false }
-        // (xmax = 0): the row was inserted by this statement, not updated by its ON CONFLICT branch.
-        let upsert: SQLQueryString = """
-            \(try deploymentInsert(d, checkCollected: true, inheritImage: inheritImage)) \
-            ON CONFLICT (id) DO UPDATE SET acp_url = EXCLUDED.acp_url, registered_at = EXCLUDED.registered_at, \
-            last_probe_error = NULL, \
-            registration_metadata = COALESCE(EXCLUDED.registration_metadata, deployments.registration_metadata) \
-            WHERE deployments.agent_id = EXCLUDED.agent_id RETURNING (xmax = 0) AS inserted
-            """
-        func event(_ e: EventDraft, from source: String) -> SQLQueryString {
-            """
-            SELECT \(bind: Identifiers.uuid()), \(bind: d.agentId), CAST(\(bind: e.deploymentId) AS TEXT), \(bind: e.type.rawValue), \
-            CAST(\(bind: e.reason) AS TEXT), \(bind: e.message), \(bind: actor.description), CAST(\(bind: now.microseconds) AS BIGINT) \
-            FROM \(unsafeRaw: source)
-            """
-        }
-        let name = pendingWrites.withLock { writes in
-            // `finish` names its CTEs w0, w1, … in queue order, so the events can read the upsert's answer.
-            let name = "w\(writes.count)"
-            writes.append(upsert)
-            writes.append("""
-                \(unsafeRaw: Self.eventInsert) \(event(created, from: name)) WHERE \(unsafeRaw: name).inserted UNION ALL \(event(registered, from: name))
-                """)
-            return name
-        }
-        checkAtFinish(
-            "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM \(unsafeRaw: name))",
-            else: .conflict("deployment id '\(d.id)' belongs to another agent; a deployment never changes owner"))
-        // Whether it is still Pending is not known here: the controller looks, and finds nothing to do if not.
-        noteChange(agentId: d.agentId, deploymentId: d.id, needsReconcile: true)
-        noteChange(agentId: d.agentId, deploymentId: nil)
-        return true
-    }
-
     /// Writes every mutable field of `d`; `agent_id` is never written (invariant 3). `notify: false` is for
     /// writes nobody needs to react to (the controller's own pending hints).
     public func updateDeployment(_ d: Deployment, notify: Bool = true) async throws {
@@ -364,24 +333,11 @@ public final class StoreTransaction: Sendable {
         var at: Timestamp
     }
 
-    /// A condition `finish` checks: the unit of work fails with `error` when `query` returns a row.
-    struct FinishCheck: Sendable {
-        var query: SQLQueryString
-        var error: CutoverError
-    }
-
-    /// Has `finish` fail the unit of work with `error` when `query` returns a row (PostgreSQL only).
-    func checkAtFinish(_ query: SQLQueryString, else error: CutoverError) {
-        pendingChecks.withLock { $0.append(FinishCheck(query: query, error: error)) }
-    }
-
     /// The statement that ends a unit of work, still under its locks and before COMMIT: runs the queued
-    /// updates (`updateAgentAtFinish`, `updateDeploymentAtFinish`), writes the pending events, runs the checks of
-    /// `checkAtFinish`, and on PostgreSQL sends `notifications` (payloads on the change channel). One
-    /// statement for all of them, none when there is nothing to do. Throws the first failed check's error.
+    /// writes (`writeAtFinish`), writes the pending events, and on PostgreSQL sends `notifications`
+    /// (payloads on the change channel). One statement for all of them, none when there is nothing to do.
     func finish(notifications: [String]) async throws {
         let events = pendingEvents.take()
-        let checks = pendingChecks.take()
         let writes = pendingWrites.take()
         var ctes = writes
         if !events.isEmpty {
@@ -394,27 +350,21 @@ public final class StoreTransaction: Sendable {
                     """ as SQLQueryString)
             }
             // Alone (SQLite, or nothing else to do) the insert is the statement.
-            guard !writes.isEmpty || !notifications.isEmpty || !checks.isEmpty else { return try await run(insert) }
+            guard !writes.isEmpty || !notifications.isEmpty else { return try await run(insert) }
             ctes.append(insert)
         }
-        guard !ctes.isEmpty || !notifications.isEmpty || !checks.isEmpty else { return }
-        // The checks come first in the SELECT list, as 0/1 columns; pg_notify's void ones follow.
-        var items: [SQLQueryString] = checks.map { "CASE WHEN EXISTS (\($0.query)) THEN 1 ELSE 0 END" }
-        items += notifications.map { "pg_notify(\(bind: ChangeNotifications.channel), \(bind: $0))" }
+        guard !ctes.isEmpty || !notifications.isEmpty else { return }
         var statement: SQLQueryString = ctes.isEmpty ? "" : "WITH "
-        // Named by position: `registerDeploymentAtFinish` refers to its upsert by that name.
         for (i, cte) in ctes.enumerated() {
             statement.appendInterpolation("\(unsafeRaw: i > 0 ? ", " : "")w\(unsafeRaw: String(i)) AS (\(cte)) " as SQLQueryString)
         }
         statement.appendLiteral("SELECT ")
-        if items.isEmpty { statement.appendLiteral("1") }
-        for (i, item) in items.enumerated() {
+        if notifications.isEmpty { statement.appendLiteral("1") }
+        for (i, payload) in notifications.enumerated() {
             if i > 0 { statement.appendLiteral(", ") }
-            statement.appendInterpolation(item)
+            statement.appendInterpolation("pg_notify(\(bind: ChangeNotifications.channel), \(bind: payload))" as SQLQueryString)
         }
-        guard let row = try await rows(statement).first else { return }
-        var reader = row.reader
-        for check in checks where try reader.bool() { throw check.error }
+        try await run(statement)
     }
 
     public func listEvents(agentId: String, deploymentId: String?, page: Page) async throws -> [Event] {
@@ -445,8 +395,8 @@ public final class StoreTransaction: Sendable {
 
     static let eventColumns = "seq, id, agent_id, deployment_id, type, reason, message, actor, created_at"
 
-    /// The head of an events insert, the columns in the order `finish` and `registerDeploymentAtFinish` give.
-    private static let eventInsert =
+    /// The head of an events insert, the columns in the order `finish` and the one-statement units give.
+    static let eventInsert =
         "INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at)"
 
     private static func event(_ row: Row) throws -> (position: Int64, event: Event) {

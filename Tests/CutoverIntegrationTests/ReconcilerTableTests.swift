@@ -693,6 +693,10 @@ final class CountingStore: Store {
         try await base.read(body)
     }
 
+    func autocommit<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T {
+        try await base.autocommit(body)
+    }
+
     var changes: ChangeFeed { base.changes }
     var runsOneStatementUnits: Bool { base.runsOneStatementUnits }
     func migrate() async throws -> [Int] { try await base.migrate() }

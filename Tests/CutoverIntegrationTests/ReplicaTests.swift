@@ -45,6 +45,9 @@ struct ReplicaTests {
                 let agentId = try #require(reply["id"]?.stringValue)
                 let ready = try await a.waitFor(agentId, "e1", .ready, within: .seconds(5))
                 #expect(ready.readyAt != nil)
+                // The agent exists now: this registration is the one-statement kind, which notifies itself.
+                try await a.register("elsewhere", url: pod.url, deploymentId: "e2")
+                #expect(try await a.waitFor(agentId, "e2", .ready, within: .seconds(5)).readyAt != nil)
             }
         }
     }
