@@ -212,13 +212,17 @@ struct HardeningTests {
     @Test(arguments: Backend.all)
     func aRefusedAgentFailsAtOnceAndReadably(_ backend: Backend) async throws {
         let pod = try await AgentStandIn.start()
-        let doomed = try await AgentStandIn.start()
         defer { Task { await pod.stop() } }
+        // Bound but never listening, for the whole test: a stopped stand-in's port could be taken by
+        // another test's server meanwhile.
+        let refusing = try ServerSocketPort()
+        defer { refusing.close() }
+        let url = "http://127.0.0.1:\(refusing.port)"
         try await Harness.with(backend) { h in
-            let (agentId, _) = try await h.readyDeployment("refused", "r1", pod: doomed)
+            let (agentId, _) = try await h.readyDeployment("refused", "r1", pod: pod)
             _ = try await eventually("auto-promotion") { try await h.agent(named: "refused")?.productionDeploymentId }
-            let url = doomed.url
-            await doomed.stop()
+            // The production deployment's pod moves to the refusing address (a Ready deployment stays Ready).
+            #expect(try await h.register("refused", url: url, deploymentId: "r1").status == 200)
             let start = ContinuousClock.now
             let reply = try await h.request(.POST, "/agents/\(agentId)/rpc", json: Self.rpc())
             #expect(reply.status == 502)
