@@ -26,12 +26,18 @@ struct DeploymentRoutes {
             return Wire.response(deployment, dryRun: dryRun)
         }
         router.get("/agents/:id/deployments") { request, context in
-            let (agent, _) = try await deps.resolveAgent(request, id: try context.parameters.require("id"))
+            let id = try context.parameters.require("id")
+            try await deps.authenticator.principal(request).requireVisible(agentId: id)
             let query = QueryInput(request)
-            let page = try query.page(orderable: Self.orderable)
-            let includeDeleted = try query.flag("include_deleted")
-            let list = try await deps.store.read {
-                try await $0.listDeployments(agentId: agent.id, includeDeleted: includeDeleted, page: page)
+            let input = Result { (try query.page(orderable: Self.orderable), try query.flag("include_deleted")) }
+            // An unknown agent is 404 before its query is judged, as on every route of an agent.
+            if case .failure = input { _ = try await deps.resolveAgent(request, id: id) }
+            let (page, includeDeleted) = try input.get()
+            // The agent's existence and the page come in one statement.
+            guard let list = try await deps.store.read({
+                try await $0.listDeployments(agentId: id, includeDeleted: includeDeleted, page: page)
+            }) else {
+                throw CutoverError.agentNotFound(id)
             }
             return Wire.response(list)
         }

@@ -194,14 +194,32 @@ public final class StoreTransaction: Sendable {
             .map { try $0.text() }
     }
 
-    public func listDeployments(agentId: String, includeDeleted: Bool, page: Page) async throws -> [Deployment] {
+    /// A page of agent `agentId`'s deployments; nil when there is no such agent. On PostgreSQL one
+    /// statement answers both, so a list costs one round trip: the agent's row joined to the page, with
+    /// one row of NULLs when the page is empty and none when the agent does not exist. SQLite, where a
+    /// statement is a function call rather than a round trip, runs the two plain queries instead (the
+    /// join measured slower there).
+    public func listDeployments(agentId: String, includeDeleted: Bool, page: Page) async throws -> [Deployment]? {
         let deleted: SQLQueryString = includeDeleted ? "" : " AND expires_at IS NULL"
-        let query: SQLQueryString = """
-            SELECT \(unsafeRaw: Self.deploymentColumns), \(unsafeRaw: Self.runningTasksColumn) FROM deployments \
-            WHERE agent_id = \(bind: agentId)\(deleted) \
-            \(unsafeRaw: orderClause(page)) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
+        let order = orderClause(page)
+        let list: SQLQueryString = """
+            SELECT \(unsafeRaw: Self.deploymentColumns), \(unsafeRaw: Self.runningTasksColumn), seq FROM deployments \
+            WHERE agent_id = \(bind: agentId)\(deleted) \(unsafeRaw: order) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
             """
-        return try await rows(query).map(Self.decodeDeployment)
+        guard dialect == .postgres else {
+            guard try await !rows("SELECT 1 FROM agents WHERE id = \(bind: agentId)").isEmpty else { return nil }
+            return try await rows(list).map(Self.decodeDeployment)
+        }
+        let rows = try await rows("""
+            SELECT * FROM (SELECT CASE WHEN d.id IS NULL THEN 0 ELSE 1 END AS found, d.* FROM agents a \
+            LEFT JOIN (\(list)) d ON 1 = 1 WHERE a.id = \(bind: agentId)) page \(unsafeRaw: order)
+            """)
+        guard !rows.isEmpty else { return nil }
+        return try rows.compactMap { row in
+            var r = row.reader
+            guard try r.bool() else { return nil }
+            return try Self.readDeployment(&r, withRunningTasks: true)
+        }
     }
 
     private func deployments(where condition: SQLQueryString, lock: Bool) async throws -> [Deployment] {

@@ -21,6 +21,23 @@ struct ListTests {
     }
 
     @Test(arguments: Backend.all)
+    func deploymentsOfAnUnknownAgentAre404AndOfAnAgentWithoutAnyAreEmpty(_ backend: Backend) async throws {
+        try await Harness.with(backend, .init(runController: false, socket: false)) { h in
+            let agent = try #require(try await h.register("empty", url: "http://127.0.0.1:9")["id"]?.stringValue)
+            let empty = try await h.get("/agents/\(agent)/deployments")
+            #expect(empty.status == 200 && empty.array.isEmpty, "\(empty.json)")
+            for path in ["/agents/nope/deployments", "/agents/nope/deployments?limit=0"] {
+                let unknown = try await h.get(path)
+                #expect(unknown.status == 404, "an unknown agent is 404 before its query is judged: \(path)")
+                #expect(unknown.message.contains("nope"), "\(unknown.message)")
+            }
+            let bad = try await h.get("/agents/\(agent)/deployments?limit=0")
+            #expect(bad.status == 422, "\(bad.json)")
+            #expect(bad.message.contains("limit"), "\(bad.message)")
+        }
+    }
+
+    @Test(arguments: Backend.all)
     func agentsListAndLookupByName(_ backend: Backend) async throws {
         try await Harness.with(backend, .init(runController: false, socket: false)) { h in
             for name in ["one", "two", "three"] { try await h.register(name, url: "http://127.0.0.1:9") }

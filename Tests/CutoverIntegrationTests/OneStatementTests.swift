@@ -32,7 +32,7 @@ struct OneStatementTests {
             try await controlPlane.createDeployment(agentId: "agent-1", DeploymentRequest(dockerImage: "img:3"), ctx).id
         } check: { store, t1 in
             let created = try #require(try await store.read { tx in
-                try await tx.listDeployments(agentId: "agent-1", includeDeleted: false, page: Page(limit: 10))
+                try await tx.listDeployments(agentId: "agent-1", includeDeleted: false, page: Page(limit: 10)) ?? []
             }.first { $0.dockerImage == "img:3" })
             #expect(created.createdAt >= t1, "no earlier than the trail's newest time")
             let deadline = created.createdAt + ReconcilePolicy().progressDeadline

@@ -624,7 +624,7 @@ struct TableState: Equatable {
             var deployments: [Deployment] = []
             var events: [Event] = []
             for agent in agents {
-                deployments += try await tx.listDeployments(agentId: agent.id, includeDeleted: true, page: all)
+                deployments += try await tx.listDeployments(agentId: agent.id, includeDeleted: true, page: all) ?? []
                 events += try await tx.listEvents(agentId: agent.id, deploymentId: nil, page: all)
             }
             return TableState(agents: agents, deployments: deployments.sorted { $0.id < $1.id }, events: events)

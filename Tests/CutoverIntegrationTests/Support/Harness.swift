@@ -298,7 +298,7 @@ final class Harness: Sendable {
             var deployments: [Deployment] = []
             var events = 0
             for agent in agents {
-                deployments += try await tx.listDeployments(agentId: agent.id, includeDeleted: true, page: all)
+                deployments += try await tx.listDeployments(agentId: agent.id, includeDeleted: true, page: all) ?? []
                 events += try await tx.listEvents(agentId: agent.id, deploymentId: nil, page: all).count
             }
             return Snapshot(agents: agents, deployments: deployments, eventCount: events)
