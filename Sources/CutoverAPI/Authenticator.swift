@@ -63,12 +63,7 @@ extension Principal {
     /// Agents see only themselves: anything else is "not found" rather than "forbidden", naming only `ref`,
     /// what the caller sent (an agent key must not learn another agent's id from a name).
     func requireVisible(_ agent: Agent, ref: String) throws {
-        try requireVisible(agentId: agent.id, ref: ref)
-    }
-
-    /// `requireVisible` of the agent with id `agentId`, known before it is read.
-    func requireVisible(agentId: String, ref: String? = nil) throws {
-        if case .agent(let id) = self, id != agentId { throw CutoverError.agentNotFound(ref ?? agentId) }
+        if case .agent(let id) = self, id != agent.id { throw CutoverError.agentNotFound(ref) }
     }
 
     /// Admin-only actions on an agent the caller may see: 403 for the agent's own key.

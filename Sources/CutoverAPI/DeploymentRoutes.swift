@@ -27,7 +27,7 @@ struct DeploymentRoutes {
         }
         router.get("/agents/:id/deployments") { request, context in
             let id = try context.parameters.require("id")
-            try await deps.authenticator.principal(request).requireVisible(agentId: id)
+            _ = try await deps.authorize(request, agentId: id)
             let query = QueryInput(request)
             let input = Result { (try query.page(orderable: Self.orderable), try query.flag("include_deleted")) }
             // An unknown agent is 404 before its query is judged, as on every route of an agent.
