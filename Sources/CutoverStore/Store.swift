@@ -19,8 +19,8 @@ public protocol Store: Sendable {
     /// that writes sends its own notifications to the other replicas).
     func autocommit<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) async throws -> T) async throws -> T
 
-    /// Whether the one-statement units of work (`StoreTransaction+TaskStatements`) run here (PostgreSQL);
-    /// elsewhere callers go straight to their transaction.
+    /// Whether the one-statement units of work (`StoreTransaction+TaskStatements`,
+    /// `+DeploymentStatements`) run here (PostgreSQL); elsewhere callers go straight to their transaction.
     var runsOneStatementUnits: Bool { get }
 
     /// Change notifications of committed writes.

@@ -35,19 +35,24 @@ struct CollectedIdTests {
                 try await tx.insertDeploymentIfAbsent(Deployment(id: "x", agentId: other.id, dockerImage: "img:2", createdAt: t0))
             }
         }
-        _ = try await eventually("the other agent's insert waits on the collection") {
-            let waiting = try await base.read { tx in
-                try await tx.connection.rows(Statement("""
-                    SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
-                    """)).first?.int()
-            }
-            return (waiting ?? 0) > 0 ? true : nil
-        }
+        try await untilALockIsAwaited(in: base, "the other agent's insert waits on the collection")
         gated.release()
         #expect(try await collected == ["x"])
         let error = await #expect(throws: CutoverError.self) { try await insert.value }
         #expect(error?.message == "deployment id 'x' belongs to another agent")
         #expect(try await base.read { try await $0.deployment(id: "x") } == nil, "nothing of the refused insert is left")
         try await base.close()
+    }
+}
+
+/// Returns once a session of `store`'s PostgreSQL database waits for a lock (`what` names it on failure).
+func untilALockIsAwaited(in store: any Store, _ what: String) async throws {
+    _ = try await eventually(what) {
+        let waiting = try await store.read { tx in
+            try await tx.connection.rows(Statement("""
+                SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+                """)).first?.int()
+        }
+        return (waiting ?? 0) > 0 ? true : nil
     }
 }

@@ -67,14 +67,7 @@ struct OneStatementTests {
         await gated.held()
         let controlPlane = ControlPlane(store: base, settings: .init(), logger: Logger(label: "test"))
         let writing = Task { try await write(controlPlane, RequestContext(actor: .registration)) }
-        _ = try await eventually("the write waits for the agent's lock") {
-            let waiting = try await base.read { tx in
-                try await tx.connection.rows(Statement("""
-                    SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
-                    """)).first?.int()
-            }
-            return (waiting ?? 0) > 0 ? true : nil
-        }
+        try await untilALockIsAwaited(in: base, "the write waits for the agent's lock")
         gated.release()
         try await held
         _ = try await writing.value
