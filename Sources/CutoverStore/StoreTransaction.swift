@@ -15,7 +15,7 @@ public final class StoreTransaction: Sendable {
     let origin: String
     private let pendingChanges = Mutex<[Change]>([])
     private let pendingEvents = Mutex<[PendingEvent]>([])
-    /// Writes `finish` runs (PostgreSQL only), each a data-modifying CTE of its statement.
+    /// Updates `finish` runs (PostgreSQL only), each a data-modifying CTE of its statement.
     private let pendingWrites = Mutex<[SQLQueryString]>([])
 
     init(connection: DriverConnection, dialect: SQLDialectKind, origin: String) {
@@ -232,44 +232,23 @@ public final class StoreTransaction: Sendable {
 
     /// Inserts `d` unless its id exists, or was collected from another agent (a collected id stays its
     /// agent's); returns whether it was inserted. With `generatedId` (a UUID Cutover made for `d`, which
-    /// no row and no collected id can already have), the collected ids are not consulted, and on PostgreSQL
-    /// the row is written by the statement that ends the unit of work: the unit must not read it back. With
+    /// no row and no collected id can already have), the collected ids are not consulted. With
     /// `inheritImage`, `d` takes the image of its agent's newest deployment when there is one (a
-    /// registration that names none), read by the insert itself.
+    /// registration that names none), read by the insert itself. The casts give PostgreSQL the types of
+    /// NULL parameters, which a SELECT list (unlike VALUES) does not take from the target columns. On
+    /// PostgreSQL an insert that waited on another agent's collection of this id is refused by the
+    /// `cutover_refuse_collected_id` trigger (its check reads a fresh snapshot, which this one does not).
     public func insertDeploymentIfAbsent(
         _ d: Deployment, generatedId: Bool = false, inheritImage: Bool = false
     ) async throws -> Bool {
-        let insert: SQLQueryString = """
-            \(try deploymentInsert(d, checkCollected: !generatedId, inheritImage: inheritImage)) \
-            ON CONFLICT (id) DO NOTHING RETURNING id
-            """
-        if generatedId {
-            // Nothing can conflict with a fresh UUID, so the outcome is known: the insert joins the statement
-            // that ends the unit of work (a round trip fewer). Nothing in the unit reads the row back.
-            try await writeAtFinish(insert)
-            noteChange(d)
-            return true
-        }
-        // On PostgreSQL an insert that waited on another agent's collection of this id is refused by the
-        // `cutover_refuse_collected_id` trigger (its check reads a fresh snapshot, which this one does not).
-        guard try await !rows(insert).isEmpty else { return false }
-        noteChange(d)
-        return true
-    }
-
-    /// `INSERT INTO deployments … SELECT …` of `d`, without its conflict clause: unless another agent's
-    /// collection took the id (`checkCollected`), with the agent's newest image when `inheritImage`. The
-    /// casts give PostgreSQL the types of NULL parameters, which a SELECT list (unlike VALUES) does not take
-    /// from the target columns.
-    private func deploymentInsert(_ d: Deployment, checkCollected: Bool, inheritImage: Bool) throws -> SQLQueryString {
-        let unclaimed: SQLQueryString = checkCollected ? """
+        let unclaimed: SQLQueryString = generatedId ? "" : """
              WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = \(bind: d.id) AND c.agent_id <> \(bind: d.agentId))
-            """ : ""
+            """
         let image: SQLQueryString = inheritImage ? """
             COALESCE((SELECT docker_image FROM deployments WHERE agent_id = \(bind: d.agentId) \
             ORDER BY created_at DESC, seq DESC LIMIT 1), \(bind: d.dockerImage))
             """ : "\(bind: d.dockerImage)"
-        return """
+        let inserted = try await rows("""
             INSERT INTO deployments (\(unsafeRaw: Self.deploymentColumns)) SELECT \(bind: d.id), \(bind: d.agentId), \
             \(image), CAST(\(bind: try Self.encode(d.registrationMetadata)) AS TEXT), \(bind: d.status.rawValue), \
             CAST(\(bind: d.statusReason) AS TEXT), CAST(\(bind: d.acpURL) AS TEXT), CAST(\(bind: d.isProduction ? 1 : 0) AS INTEGER), \
@@ -277,8 +256,12 @@ public final class StoreTransaction: Sendable {
             CAST(\(bind: d.createdAt.microseconds) AS BIGINT), CAST(\(bind: d.registeredAt?.microseconds) AS BIGINT), \
             CAST(\(bind: d.readyAt?.microseconds) AS BIGINT), CAST(\(bind: d.promotedAt?.microseconds) AS BIGINT), \
             CAST(\(bind: d.demotedAt?.microseconds) AS BIGINT), CAST(\(bind: d.expiresAt?.microseconds) AS BIGINT), \
-            CAST(\(bind: d.failedAt?.microseconds) AS BIGINT), CAST(\(bind: d.lastProbeError) AS TEXT)\(unclaimed)
-            """
+            CAST(\(bind: d.failedAt?.microseconds) AS BIGINT), CAST(\(bind: d.lastProbeError) AS TEXT)\(unclaimed) \
+            ON CONFLICT (id) DO NOTHING RETURNING id
+            """)
+        guard !inserted.isEmpty else { return false }
+        noteChange(d)
+        return true
     }
 
     /// Writes every mutable field of `d`; `agent_id` is never written (invariant 3). `notify: false` is for
@@ -305,19 +288,19 @@ public final class StoreTransaction: Sendable {
     /// it (`finish`), a round trip fewer; elsewhere at once. For callers that read nothing back afterwards
     /// and whose deferred updates may run in any order (data-modifying CTEs have none).
     public func updateAgentAtFinish(_ a: Agent) async throws {
-        try await writeAtFinish(Self.agentUpdate(a))
+        try await updateAtFinish(Self.agentUpdate(a))
         noteChange(agentId: a.id, deploymentId: nil)
     }
 
     /// `updateDeployment` as one of the unit of work's last writes; see `updateAgentAtFinish`.
     public func updateDeploymentAtFinish(_ d: Deployment, notify: Bool = true) async throws {
-        try await writeAtFinish(Self.deploymentUpdate(d))
+        try await updateAtFinish(Self.deploymentUpdate(d))
         if notify { noteChange(d) }
     }
 
-    private func writeAtFinish(_ write: SQLQueryString) async throws {
-        guard dialect == .postgres else { return try await run(write) }
-        pendingWrites.withLock { $0.append(write) }
+    private func updateAtFinish(_ update: SQLQueryString) async throws {
+        guard dialect == .postgres else { return try await run(update) }
+        pendingWrites.withLock { $0.append(update) }
     }
 
     /// Writes a reconcile plan: the agent (an auto-promotion repoints it), the deployment and the events,
@@ -352,8 +335,9 @@ public final class StoreTransaction: Sendable {
     }
 
     /// The statement that ends a unit of work, still under its locks and before COMMIT: runs the queued
-    /// writes (`writeAtFinish`), writes the pending events, and on PostgreSQL sends `notifications`
-    /// (payloads on the change channel). One statement for all of them, none when there is nothing to do.
+    /// updates (`updateAgentAtFinish`, `updateDeploymentAtFinish`), writes the pending events, and on
+    /// PostgreSQL sends `notifications` (payloads on the change channel). One statement for all of them,
+    /// none when there is nothing to do.
     func finish(notifications: [String]) async throws {
         let events = pendingEvents.take()
         let writes = pendingWrites.take()
