@@ -125,6 +125,14 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            // Linked by lld with relative relocations packed (DT_RELR; glibc 2.36 or later, as on
+            // debian:bookworm) rather than by gold: the dynamic loader reads a few kilobytes of
+            // relocations at start instead of about 2 MB, and read-only data leaves the executable
+            // segment. With the Swift runtime linked in (--static-swift-stdlib, as the Dockerfile and
+            // the benchmarks build), an idle server's resident memory fell from about 41 MB to 36-38.
+            linkerSettings: [
+                .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(platforms: [.linux])),
             ]
         ),
         .testTarget(name: "CutoverCoreTests", dependencies: ["CutoverCore"]),

@@ -6,7 +6,7 @@ imports this module and calls `run(name, __doc__, main)`; `main(h)` gets a `Harn
 
 - the command line: `-h` (the benchmark's header) and `--json` (the raw results as one JSON document
   on stdout; the tables then go to stderr);
-- the binary: `CUTOVER_BIN`, else `swift build -c release --product cutover --scratch-path .build-bench`,
+- the binary: `CUTOVER_BIN`, else `swift build -c release --product cutover --static-swift-stdlib --scratch-path .build-bench`,
   copied into the run's temp directory so a concurrent build cannot swap it under a running server;
 - processes: `cutover serve` (`Server`), `cutover demo-agent` (`DemoAgent`), nginx (`Nginx`), healthy
   stand-in pods (`StandIns`), on free loopback ports; every child is stopped (SIGTERM, then SIGKILL
@@ -1046,7 +1046,8 @@ class Harness:
             return self._bin
         src = os.environ.get("CUTOVER_BIN", "").strip()
         if not src:
-            cmd = ["swift", "build", "-c", "release", "--product", "cutover", "--scratch-path", ".build-bench"]
+            cmd = ["swift", "build", "-c", "release", "--product", "cutover", "--static-swift-stdlib",
+                   "--scratch-path", ".build-bench"]
             log("building: " + " ".join(cmd))
             try:
                 r = subprocess.run(cmd, cwd=ROOT, stdout=sys.stderr, stderr=sys.stderr)
