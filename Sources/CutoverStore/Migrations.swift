@@ -29,7 +29,12 @@ enum Migrations {
         Migration(version: 6, name: "deployment_order", postgres: deploymentOrder, sqlite: deploymentOrder),
         // SQLite's units of work are transactions, whose statements after the lock see what committed before.
         Migration(version: 7, name: "newest_of_agent", postgres: newestOfAgent, sqlite: []),
+        // Every read of events by agent goes by `seq` (events_agent_seq, migration 3), `created_at` order
+        // included; the (agent_id, created_at) index only cost an insert per event.
+        Migration(version: 8, name: "drop_events_agent", postgres: dropEventsAgent, sqlite: dropEventsAgent),
     ]
+
+    private static let dropEventsAgent = ["DROP INDEX events_agent"]
 
     /// What a create or registration that is one statement (`StoreTransaction+DeploymentStatements`)
     /// reads once it holds its agent's lock: the time of the agent's newest event, and the image of its

@@ -29,10 +29,17 @@ struct Statement: Sendable {
     }
 }
 
-/// A statement parameter: every column Cutover stores is text or a 64-bit integer.
+/// A statement parameter: every column Cutover stores is text or a 64-bit integer. On PostgreSQL a
+/// column of many rows can also be one array parameter (`texts`, `ints`), read back with `unnest`: an
+/// insert of many rows then has one statement text, prepared once, whatever its number of rows. Not
+/// for updates or lookups by id: PostgreSQL's generic plan guesses ten rows per array, so an `UPDATE …
+/// FROM unnest(…)` or an `id = ANY($1)` read was planned again on every call (measured: PostgreSQL's
+/// CPU per registration went from 0.8 to 1.6 ms), where an `IN` list of parameters keeps its plan.
 enum Bind: Sendable {
     case text(String?)
     case int(Int64?)
+    case texts([String?])
+    case ints([Int64?])
 
     static func bool(_ value: Bool) -> Bind { .int(value ? 1 : 0) }
     static func time(_ value: Timestamp?) -> Bind { .int(value?.microseconds) }
@@ -46,6 +53,8 @@ enum Bind: Sendable {
         case let text as String?: self = .text(text)
         case let number as Int64?: self = .int(number)
         case let number as Int?: self = .int(number.map(Int64.init))
+        case let column as TextColumn: self = .texts(column.values)
+        case let column as IntColumn: self = .ints(column.values)
         default: throw UnsupportedBind(type: "\(type(of: value))")
         }
     }
@@ -53,6 +62,63 @@ enum Bind: Sendable {
     struct UnsupportedBind: Error, CustomStringConvertible {
         let type: String
         var description: String { "cannot bind a \(type) as a statement parameter" }
+    }
+}
+
+/// A column of rows as one PostgreSQL array parameter, NULLs included (postgres-nio encodes arrays of
+/// non-optional elements only). Encodable so that SQLKit's interpolation can carry it to `Bind`.
+struct Column<Element: ColumnElement>: PostgresNonThrowingEncodable, Encodable, Sendable {
+    let values: [Element?]
+
+    init(_ values: [Element?]) { self.values = values }
+
+    static var psqlType: PostgresDataType { Element.psqlArrayType }
+    static var psqlFormat: PostgresFormat { .binary }
+
+    /// PostgreSQL's binary array format, one dimension: the number of dimensions, a has-NULLs flag, the
+    /// element type, the dimension's length and lower bound, then each element as its length (-1 for
+    /// NULL) and bytes.
+    func encode<JSONEncoder: PostgresJSONEncoder>(
+        into buffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>
+    ) {
+        buffer.writeInteger(values.isEmpty ? 0 : 1, as: Int32.self)
+        buffer.writeInteger(values.contains { $0 == nil } ? 1 : 0, as: Int32.self)
+        buffer.writeInteger(Element.psqlType.rawValue)
+        guard !values.isEmpty else { return }
+        buffer.writeInteger(Int32(values.count))
+        buffer.writeInteger(1, as: Int32.self)
+        for value in values {
+            if let value { value.writeElement(into: &buffer) } else { buffer.writeInteger(-1, as: Int32.self) }
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(values)
+    }
+}
+
+typealias TextColumn = Column<String>
+typealias IntColumn = Column<Int64>
+
+protocol ColumnElement: Encodable, Sendable {
+    static var psqlType: PostgresDataType { get }
+    static var psqlArrayType: PostgresDataType { get }
+    /// The element's length, then its bytes in the binary format.
+    func writeElement(into buffer: inout ByteBuffer)
+}
+
+extension String: ColumnElement {
+    func writeElement(into buffer: inout ByteBuffer) {
+        buffer.writeInteger(Int32(utf8.count))
+        buffer.writeString(self)
+    }
+}
+
+extension Int64: ColumnElement {
+    func writeElement(into buffer: inout ByteBuffer) {
+        buffer.writeInteger(8, as: Int32.self)
+        buffer.writeInteger(self)
     }
 }
 
@@ -82,17 +148,20 @@ enum DriverConnection: Sendable {
                 case .text(let value?): bindings.append(value); types.append(.text)
                 case .int(let value?): bindings.append(value); types.append(.int8)
                 case .text(nil), .int(nil): bindings.appendNull(); types.append(.null)
+                case .texts(let values): bindings.append(TextColumn(values)); types.append(.textArray)
+                case .ints(let values): bindings.append(IntColumn(values)); types.append(.int8Array)
                 }
             }
             return try await PreparedStatements.shared.rows(
                 connection, sql: sql, bindings: bindings, types: types, logger: logger
             ).map { .postgres($0) }
         case .sqlite(let connection):
-            let data: [SQLiteData] = binds.map {
+            let data: [SQLiteData] = try binds.map {
                 switch $0 {
                 case .text(let value?): .text(value)
                 case .int(let value?): .integer(Int(value))
                 case .text(nil), .int(nil): .null
+                case .texts, .ints: throw Bind.UnsupportedBind(type: "array (a PostgreSQL parameter)")
                 }
             }
             return try await connection.query(sql, data).map { .sqlite($0.columns.map(\.data)) }

@@ -340,19 +340,11 @@ public final class StoreTransaction: Sendable {
     /// none when there is nothing to do.
     func finish(notifications: [String]) async throws {
         let events = pendingEvents.take()
-        let writes = pendingWrites.take()
-        var ctes = writes
+        var ctes = pendingWrites.take()
         if !events.isEmpty {
-            var insert: SQLQueryString = "\(unsafeRaw: Self.eventInsert) VALUES "
-            for (i, e) in events.enumerated() {
-                if i > 0 { insert.appendLiteral(", ") }
-                insert.appendInterpolation("""
-                    (\(bind: Identifiers.uuid()), \(bind: e.agentId), \(bind: e.draft.deploymentId), \(bind: e.draft.type.rawValue), \
-                    \(bind: e.draft.reason), \(bind: e.draft.message), \(bind: e.actor.description), \(bind: e.at.microseconds))
-                    """ as SQLQueryString)
-            }
+            let insert = Self.eventsInsert(events, dialect: dialect)
             // Alone (SQLite, or nothing else to do) the insert is the statement.
-            guard !writes.isEmpty || !notifications.isEmpty else { return try await run(insert) }
+            guard !ctes.isEmpty || !notifications.isEmpty else { return try await run(insert) }
             ctes.append(insert)
         }
         guard !ctes.isEmpty || !notifications.isEmpty else { return }
@@ -360,13 +352,39 @@ public final class StoreTransaction: Sendable {
         for (i, cte) in ctes.enumerated() {
             statement.appendInterpolation("\(unsafeRaw: i > 0 ? ", " : "")w\(unsafeRaw: String(i)) AS (\(cte)) " as SQLQueryString)
         }
-        statement.appendLiteral("SELECT ")
-        if notifications.isEmpty { statement.appendLiteral("1") }
-        for (i, payload) in notifications.enumerated() {
-            if i > 0 { statement.appendLiteral(", ") }
-            statement.appendInterpolation("pg_notify(\(bind: ChangeNotifications.channel), \(bind: payload))" as SQLQueryString)
+        if notifications.isEmpty {
+            statement.appendLiteral("SELECT 1")
+        } else {
+            statement.appendInterpolation("""
+                SELECT pg_notify(\(bind: ChangeNotifications.channel), payload) \
+                FROM unnest(\(bind: TextColumn(notifications))) payload
+                """ as SQLQueryString)
         }
         try await run(statement)
+    }
+
+    /// The insert of `events`. On PostgreSQL each column is one array parameter, so the statement's text
+    /// (and its prepared plan) is the same for any number of events; unnest yields the rows in array
+    /// order, which the insert keeps for `seq`.
+    private static func eventsInsert(_ events: [PendingEvent], dialect: SQLDialectKind) -> SQLQueryString {
+        guard dialect == .postgres else {
+            var insert: SQLQueryString = "\(unsafeRaw: eventInsert) VALUES "
+            for (i, e) in events.enumerated() {
+                if i > 0 { insert.appendLiteral(", ") }
+                insert.appendInterpolation("""
+                    (\(bind: Identifiers.uuid()), \(bind: e.agentId), \(bind: e.draft.deploymentId), \(bind: e.draft.type.rawValue), \
+                    \(bind: e.draft.reason), \(bind: e.draft.message), \(bind: e.actor.description), \(bind: e.at.microseconds))
+                    """ as SQLQueryString)
+            }
+            return insert
+        }
+        return """
+            \(unsafeRaw: eventInsert) SELECT * FROM unnest(\(bind: TextColumn(events.map { _ in Identifiers.uuid() })), \
+            \(bind: TextColumn(events.map(\.agentId))), \(bind: TextColumn(events.map(\.draft.deploymentId))), \
+            \(bind: TextColumn(events.map(\.draft.type.rawValue))), \(bind: TextColumn(events.map(\.draft.reason))), \
+            \(bind: TextColumn(events.map(\.draft.message))), \(bind: TextColumn(events.map(\.actor.description))), \
+            \(bind: IntColumn(events.map(\.at.microseconds))))
+            """
     }
 
     public func listEvents(agentId: String, deploymentId: String?, page: Page) async throws -> [Event] {
