@@ -126,13 +126,17 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            // Linked by lld with relative relocations packed (DT_RELR; glibc 2.36 or later, as on
-            // debian:bookworm) rather than by gold: the dynamic loader reads a few kilobytes of
-            // relocations at start instead of about 2 MB, and read-only data leaves the executable
-            // segment. With the Swift runtime linked in (--static-swift-stdlib, as the Dockerfile and
-            // the benchmarks build), an idle server's resident memory fell from about 41 MB to 36-38.
+            // Release builds are linked by lld with relative relocations packed (DT_RELR) rather than by
+            // gold: the dynamic loader reads a few kilobytes of relocations at start instead of about
+            // 2 MB, and read-only data leaves the executable segment. With the Swift runtime linked in
+            // (--static-swift-stdlib, as the Dockerfile and the benchmarks build), an idle server's
+            // resident memory fell from about 41 MB to 36-38. Such a binary needs glibc 2.36 or later
+            // (debian:bookworm, the image's base); debug builds (`swift run`, the tests) keep the default
+            // linker, so they still run where glibc is older.
             linkerSettings: [
-                .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(platforms: [.linux])),
+                .unsafeFlags(
+                    ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+                    .when(platforms: [.linux], configuration: .release)),
             ]
         ),
         .testTarget(name: "CutoverCoreTests", dependencies: ["CutoverCore"]),
