@@ -38,8 +38,8 @@ struct Statement: Sendable {
 enum Bind: Sendable {
     case text(String?)
     case int(Int64?)
-    case texts([String?])
-    case ints([Int64?])
+    case texts(TextColumn)
+    case ints(IntColumn)
 
     static func bool(_ value: Bool) -> Bind { .int(value ? 1 : 0) }
     static func time(_ value: Timestamp?) -> Bind { .int(value?.microseconds) }
@@ -53,8 +53,8 @@ enum Bind: Sendable {
         case let text as String?: self = .text(text)
         case let number as Int64?: self = .int(number)
         case let number as Int?: self = .int(number.map(Int64.init))
-        case let column as TextColumn: self = .texts(column.values)
-        case let column as IntColumn: self = .ints(column.values)
+        case let column as TextColumn: self = .texts(column)
+        case let column as IntColumn: self = .ints(column)
         default: throw UnsupportedBind(type: "\(type(of: value))")
         }
     }
@@ -148,8 +148,8 @@ enum DriverConnection: Sendable {
                 case .text(let value?): bindings.append(value); types.append(.text)
                 case .int(let value?): bindings.append(value); types.append(.int8)
                 case .text(nil), .int(nil): bindings.appendNull(); types.append(.null)
-                case .texts(let values): bindings.append(TextColumn(values)); types.append(.textArray)
-                case .ints(let values): bindings.append(IntColumn(values)); types.append(.int8Array)
+                case .texts(let column): bindings.append(column); types.append(.textArray)
+                case .ints(let column): bindings.append(column); types.append(.int8Array)
                 }
             }
             return try await PreparedStatements.shared.rows(
