@@ -112,11 +112,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // One C function: the address of Swift concurrency's global enqueue hook, which the executable sets so
+        // that async code runs on the event loops (`EventLoopExecutor`).
+        .target(name: "CutoverConcurrencyHook"),
         .executableTarget(
             name: "cutover",
             dependencies: [
                 "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverRuntime", "CutoverAPI",
-                "CutoverServer", "CutoverCLI",
+                "CutoverServer", "CutoverCLI", "CutoverConcurrencyHook",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -34,6 +34,10 @@ struct Serve: AsyncParsableCommand {
         let settings = try options.settings()
         let logger = Logging.bootstrap(json: settings.logJSON, level: settings.logLevel)
         if let warning = settings.openRegistrationWarning { logger.warning("\(warning)") }
+        if Cutover.prefersEventLoopExecutor(self), !EventLoopExecutor.isInstalled {
+            logger.warning(
+                "the event-loop executor is not installed (another enqueue hook was set first): async code runs on Swift's own thread pool, two more thread switches per database round trip")
+        }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
@@ -61,7 +65,13 @@ struct Serve: AsyncParsableCommand {
         ) { [host = settings.host, port = settings.port] channel in
             listening.set()
             let address = ServerSettings.address(host: host, port: channel.localAddress?.port ?? port)
-            logger.info("listening", metadata: ["address": "\(address)"])
+            logger.info(
+                "listening",
+                metadata: [
+                    "address": "\(address)",
+                    // Where async code runs: says whether the event-loop executor took, in any build.
+                    "executor": "\(EventLoopExecutor.isInstalled ? "event loops" : "concurrency pool")",
+                ])
         }
 
         var groupConfig = ServiceGroupConfiguration(

@@ -234,8 +234,16 @@ struct ServeCommandTests {
         return nil
     }
 
+    /// SIGTERM, then the exit status; a server still running 30 s later is killed and reported, so that a
+    /// shutdown that hangs fails its test instead of stalling the whole run.
     static func stop(_ process: Process) -> Int32 {
         kill(process.processIdentifier, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
+        if process.isRunning {
+            Issue.record("cutover serve (pid \(process.processIdentifier)) was still running 30 s after SIGTERM")
+            kill(process.processIdentifier, SIGKILL)
+        }
         process.waitUntilExit()
         return process.terminationStatus
     }
@@ -317,6 +325,20 @@ struct ServeCommandTests {
         let lines = log.text.split(separator: "\n")
         #expect(lines.filter { $0.contains("listening") }.count == 1, "\(log.text)")
         #expect(lines.contains { $0.contains(#""migrations_applied":"1,2,3,4,5,6,7,8""#) }, "a plain list, not \"[1, 2, 3, 4]\": \(log.text)")
+    }
+
+    /// On PostgreSQL async code runs on the event loops, which carry the database connections; on SQLite,
+    /// whose queries run on sqlite-nio's threads, on Swift's own pool.
+    @Test(.enabled(if: built), arguments: Backend.all)
+    func runsAsyncCodeOnTheEventLoopsOnPostgreSQL(_ backend: Backend) async throws {
+        let url = backend == .postgres ? try Backend.postgresURL(of: try await Backend.freshPostgresDatabase()) : "sqlite::memory:"
+        let (process, base, log) = try await Self.startServer(["--database-url", url, "--probe", "none"])
+        defer { if process.isRunning { process.terminate() } }
+        let executor = backend == .postgres ? "event loops" : "concurrency pool"
+        #expect(await log.wait(for: #""executor":"\#(executor)""#, within: .seconds(20)), "\(log.text)")
+        #expect(await Self.waitUntilReady(base, log: log) != nil)
+        #expect(!log.text.contains("executor is not installed"), "\(log.text)")
+        #expect(Self.stop(process) == 0)
     }
 
     @Test(.enabled(if: built))

@@ -456,6 +456,10 @@ class Server(Proc):
         Proc.__init__(self, self.name, self._cmd, self.log_path)
         wait_http(self.base + "/healthz", self, timeout)
         self.healthy_us = now_us()
+        # Figures of a server whose async code fell back to Swift's thread pool are not the product's.
+        for line in self.log_lines():
+            if "event-loop executor is not installed" in line:
+                raise BenchError(f"{self.name}: {line.strip()}")
         return self
 
     def alive(self):

@@ -50,6 +50,15 @@ enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
         return name
     }
 
+    /// The URL of `database` on the test cluster, for a `cutover serve` process.
+    static func postgresURL(of database: String) throws -> String {
+        guard let base = postgresURL, let slash = base.lastIndex(of: "/") else {
+            throw TestFailure("CUTOVER_TEST_POSTGRES_URL is not set")
+        }
+        let query = base[slash...].firstIndex(of: "?").map { String(base[$0...]) } ?? ""
+        return base[...slash] + database + query
+    }
+
     static func createDatabase(_ name: String, base: String) async throws {
         guard case .postgres(let host, let port, let user, let password, let database, _) = try DatabaseURL(parsing: base)
         else { return }
