@@ -38,6 +38,23 @@ final class PostgresPool: Sendable {
         var waiters: Deque<Waiter> = []
         var nextId = 0
         var closed = false
+
+        /// A slot no connection holds any more: to the first waiter (which then opens a connection
+        /// itself), else back to the pool.
+        mutating func freeSlot() -> Waiter? {
+            if let waiter = waiters.popFirst() { return waiter }
+            open -= 1
+            return nil
+        }
+
+        /// Takes every idle connection out of the pool, their slots with them: the server went away.
+        mutating func dropIdle() -> [PostgresConnection] {
+            defer {
+                open -= idle.count
+                idle = []
+            }
+            return idle.map(\.connection)
+        }
     }
 
     private enum Grant {
@@ -82,15 +99,11 @@ final class PostgresPool: Sendable {
     func close() async {
         let (idle, waiters) = state.withLock { s in
             s.closed = true
-            defer {
-                s.idle = []
-                s.waiters = []
-            }
-            s.open -= s.idle.count
-            return (s.idle, s.waiters)
+            defer { s.waiters = [] }
+            return (s.dropIdle(), s.waiters)
         }
         for waiter in waiters { waiter.continuation.resume(throwing: DatabaseUnavailable(description: "the store is closed")) }
-        for entry in idle { try? await entry.connection.close() }
+        for connection in idle { try? await connection.close() }
     }
 
     /// Whether `error` means the connection itself failed (refused, closed, reset), as opposed to an error
@@ -151,19 +164,10 @@ final class PostgresPool: Sendable {
                 giveBack()
                 throw CancellationError()
             }
-            let (waiter, idle) = state.withLock { s in
-                s.open -= 1
-                // A failed connect likely means the idle connections are dead too (the server restarted).
-                let idle = s.idle
-                s.open -= idle.count
-                s.idle = []
-                return (s.waiters.popFirst(), idle)
-            }
-            if let waiter {
-                state.withLock { $0.open += 1 }
-                waiter.continuation.resume(returning: nil)
-            }
-            closeInBackground(idle.map(\.connection))
+            // A failed connect likely means the idle connections are dead too (the server restarted).
+            let (waiter, idle) = state.withLock { s in (s.freeSlot(), s.dropIdle()) }
+            waiter?.continuation.resume(returning: nil)
+            closeInBackground(idle)
             throw DatabaseUnavailable(description: Self.describe(error, configuration))
         }
         // A connect cancelled just as it completes is closed by PostgresNIO and can still be returned. A
@@ -179,16 +183,9 @@ final class PostgresPool: Sendable {
         return connection
     }
 
-    /// Returns an unused slot: to the first waiter, which then opens a connection itself, or to the pool.
+    /// Returns the slot of a connect that gave no connection.
     private func giveBack() {
-        let waiter = state.withLock { s -> Waiter? in
-            guard let waiter = s.waiters.popFirst() else {
-                s.open -= 1
-                return nil
-            }
-            return waiter
-        }
-        waiter?.continuation.resume(returning: nil)
+        state.withLock { $0.freeSlot() }?.continuation.resume(returning: nil)
     }
 
     private func wait(id: Int) async throws -> PostgresConnection? {
@@ -230,17 +227,10 @@ final class PostgresPool: Sendable {
         var dead: [PostgresConnection] = []
         let next = state.withLock { s -> Next in
             if broken || connection.isClosed || s.closed {
-                s.open -= 1
                 dead.append(connection)
-                if broken {
-                    // The server went away: its other connections are as dead as this one.
-                    dead += s.idle.map(\.connection)
-                    s.open -= s.idle.count
-                    s.idle = []
-                }
-                guard let waiter = s.waiters.popFirst() else { return .freeSlot(nil) }
-                s.open += 1
-                return .freeSlot(waiter)
+                // The server went away: its other connections are as dead as this one.
+                if broken { dead += s.dropIdle() }
+                return .freeSlot(s.freeSlot())
             }
             if let waiter = s.waiters.popFirst() { return .handOver(waiter) }
             s.idle.append(Idle(connection: connection, since: .now))
