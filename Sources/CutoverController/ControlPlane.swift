@@ -241,10 +241,10 @@ public final class ControlPlane: Sendable {
         agentId: String, deploymentId: String, reason: String?, _ ctx: RequestContext
     ) async throws -> Deployment {
         let promoted = try await store.transaction(dryRun: ctx.dryRun) { tx in
-            let agent = try await Self.lockAgent(tx, agentId)
+            let locked = try await Self.lockWithProduction(tx, agentId: agentId, deploymentId)
+            let agent = locked.agent
             let ctx = ctx.lockedNow()
-            let locked = try await Self.lockWithProduction(tx, agent: agent, deploymentId)
-            guard let target = locked.requested, target.agentId == agent.id else {
+            guard let target = locked.requested else {
                 throw CutoverError.deploymentNotFound(deploymentId, agent: agent.id)
             }
             return try await Self.apply(
@@ -269,9 +269,9 @@ public final class ControlPlane: Sendable {
         agentId: String, to requestedId: String?, reason: String?, _ ctx: RequestContext
     ) async throws -> Deployment {
         let restored = try await store.transaction(dryRun: ctx.dryRun) { tx in
-            let agent = try await Self.lockAgent(tx, agentId)
+            let locked = try await Self.lockWithProduction(tx, agentId: agentId, requestedId)
+            let agent = locked.agent
             let ctx = ctx.lockedNow()
-            let locked = try await Self.lockWithProduction(tx, agent: agent, requestedId)
             let history = try await tx.formerProductionDeployments(agentId: agent.id)
             let target = try Rollback.target(
                 agent: agent, requested: locked.requested, requestedId: requestedId, history: history)
@@ -282,9 +282,9 @@ public final class ControlPlane: Sendable {
         return restored.deployment
     }
 
-    /// Writes a promotion plan: the demotion first, in a statement of its own, so the one-production
-    /// index never sees two; the promotion and the agent's new pointer then join the statement that ends
-    /// the unit of work (nothing reads them back). Returns the production deployment and whether anything
+    /// Writes a promotion plan: the demotion, the promotion and the agent's new pointer join the statement
+    /// that ends the unit of work (nothing reads them back), the demotion ordered first so the
+    /// one-production index never sees two. Returns the production deployment and whether anything
     /// changed (promoting production again does not).
     static func apply(
         _ tx: StoreTransaction, agent: Agent, target: Deployment, current: Deployment?, kind: PromotionKind,
@@ -293,8 +293,11 @@ public final class ControlPlane: Sendable {
         let plan = try Promotion.plan(
             agent: agent, target: target, current: current, kind: kind, reason: reason, now: ctx.now)
         if plan.isNoop { return (plan.target, false) }
-        if let demoted = plan.demoted { try await tx.updateDeployment(demoted) }
-        try await tx.updateDeploymentAtFinish(plan.target)
+        if let demoted = plan.demoted {
+            try await tx.replaceProductionAtFinish(demoted: demoted, promoted: plan.target)
+        } else {
+            try await tx.updateDeploymentAtFinish(plan.target)
+        }
         try await tx.updateAgentAtFinish(plan.agent)
         tx.appendEvents(agentId: agent.id, plan.events, actor: ctx.actor, at: ctx.now)
         return (plan.target, true)
@@ -355,14 +358,15 @@ public final class ControlPlane: Sendable {
         return agent
     }
 
-    /// Deployment `id` (of any agent: the caller checks the owner) and the agent's production deployment,
-    /// locked in one statement.
+    /// Agent `agentId`, its deployment `id` (nil when it has none of that id) and its production
+    /// deployment, locked in one statement.
     static func lockWithProduction(
-        _ tx: StoreTransaction, agent: Agent, _ id: String?
-    ) async throws -> (requested: Deployment?, production: Deployment?) {
-        let ids = Set([id, agent.productionDeploymentId].compactMap { $0 })
-        let locked = try await tx.lockDeployments(ids: ids)
-        return (id.flatMap { locked[$0] }, agent.productionDeploymentId.flatMap { locked[$0] })
+        _ tx: StoreTransaction, agentId: String, _ id: String?
+    ) async throws -> (agent: Agent, requested: Deployment?, production: Deployment?) {
+        let locked = try await tx.lockAgentsAndDeployments(
+            agentIds: [agentId], deploymentIds: Set([id].compactMap { $0 }), production: true)
+        guard let agent = locked.agents[agentId] else { throw CutoverError.agentNotFound(agentId) }
+        return (agent, id.flatMap { locked.deployments[$0] }, agent.productionDeploymentId.flatMap { locked.deployments[$0] })
     }
 
     static func ownedDeployment(_ tx: StoreTransaction, agent: Agent, _ id: String) async throws -> Deployment {

@@ -70,12 +70,13 @@ public struct DeploymentReconciler: Reconciler {
         do {
             let agentIds = Set(writing.compactMap { read[$0]?.0.agentId })
             let plans = try await store.transaction { [clock, policy, writing] tx -> [(ReconcilePlan, Deployment?)] in
-                var agents = try await tx.lockAgents(ids: agentIds)
-                let locked = try await tx.lockDeployments(ids: Set(writing))
+                let locked = try await tx.lockAgentsAndDeployments(
+                    agentIds: agentIds, deploymentIds: Set(writing), production: false)
+                var agents = locked.agents
                 let now = clock.now()
                 var plans: [(ReconcilePlan, Deployment?)] = []
                 for id in writing {
-                    guard let deployment = locked[id], let agent = agents[deployment.agentId] else {
+                    guard let deployment = locked.deployments[id], let agent = agents[deployment.agentId] else {
                         plans.append((ReconcilePlan(requeue: .done), nil))
                         continue
                     }

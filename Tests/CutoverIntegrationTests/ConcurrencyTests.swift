@@ -1,5 +1,9 @@
 import CutoverCore
+import Logging
+import PostgresNIO
 import Testing
+
+@testable import CutoverStore
 
 /// The record invariants asserted after storms of concurrent requests.
 @Suite("Concurrency storms")
@@ -104,6 +108,49 @@ struct ConcurrencyTests {
             let events = try await h.get("/agents/\(agentId)/deployments/same/events?limit=100").array
             #expect(events.filter { $0["type"] == "Created" }.count == 1)
             #expect(events.filter { $0["type"] == "Registered" }.count == 10)
+        }
+    }
+}
+
+/// Units of work on one agent take turns in the order they asked (PostgreSQL, where a row lock alone is
+/// not a queue: a newcomer can take a row its first waiter has not yet woken up to take).
+@Suite("Turns on PostgreSQL")
+struct AgentTurnTests {
+    @Test(arguments: Backend.postgresOnly)
+    func promotesOfOneAgentTakeTurnsInTheOrderTheyAsked(_ backend: Backend) async throws {
+        let pod = try await AgentStandIn.start()
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend) { h in
+            let (agentId, _) = try await h.readyDeployment("turns", "blue", pod: pod)
+            try await h.readyDeployment("turns", "green", pod: pod)
+            _ = try await eventually("blue auto-promoted") { try await h.agent(named: "turns")?.productionDeploymentId }
+            let configuration = try #require(h.store.postgresConfiguration)
+            let logger = Logger(label: "test")
+            let session = try await PostgresConnection.connect(configuration: configuration, id: 99, logger: logger)
+            defer { Task { try? await session.close() } }
+            // Another session holds the agent's turn; each promote then waits in line before the next is sent.
+            let turn = "SELECT pg_advisory_lock(\(StoreTransaction.agentTurnLockClass), hashtext('\(agentId)'))"
+            _ = try await session.query(PostgresQuery(unsafeSQL: turn), logger: logger).collect()
+            let order = ["green", "blue", "green", "blue", "green"]
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for (i, target) in order.enumerated() {
+                    group.addTask { try await h.post("/agents/\(agentId)/deployments/\(target)/promote").status }
+                    _ = try await eventually("promote \(i + 1) waiting for its turn") { () -> Bool? in
+                        let waiting = try await session.query(PostgresQuery(unsafeSQL: """
+                            SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = \
+                            \(StoreTransaction.agentTurnLockClass) AND NOT granted
+                            """), logger: logger).collect().first?.decode(Int.self)
+                        return waiting == i + 1 ? true : nil
+                    }
+                }
+                let release = turn.replacingOccurrences(of: "pg_advisory_lock", with: "pg_advisory_unlock")
+                _ = try await session.query(PostgresQuery(unsafeSQL: release), logger: logger).collect()
+                for try await status in group { #expect(status == 200) }
+            }
+            let events = try await h.get("/agents/\(agentId)/events?order_direction=asc&limit=1000").array
+            let promoted = events.filter { $0["type"] == "Promoted" }.suffix(order.count).compactMap { $0["deployment_id"]?.stringValue }
+            #expect(promoted == order, "promoted in the order asked")
+            #expect(try await h.checkInvariants() == [])
         }
     }
 }
