@@ -32,9 +32,19 @@ enum Migrations {
         // Every read of events by agent goes by `seq` (events_agent_seq, migration 3), `created_at` order
         // included; the (agent_id, created_at) index only cost an insert per event.
         Migration(version: 8, name: "drop_events_agent", postgres: dropEventsAgent, sqlite: dropEventsAgent),
+        // Every event or message on a task updates its `updated_at`; with that column in an index, each such
+        // update wrote every index of `tasks` again (on PostgreSQL it could not be a heap-only update). The
+        // task drain, the one reader of `updated_at` by owner, reads it from the rows.
+        Migration(
+            version: 9, name: "running_tasks_by_owner", postgres: runningTasksByOwner, sqlite: runningTasksByOwner),
     ]
 
     private static let dropEventsAgent = ["DROP INDEX events_agent"]
+
+    private static let runningTasksByOwner = [
+        "DROP INDEX tasks_owner_running",
+        "CREATE INDEX tasks_owner_running ON tasks (deployment_id) WHERE status = 'RUNNING'",
+    ]
 
     /// What a create or registration that is one statement (`StoreTransaction+DeploymentStatements`)
     /// reads once it holds its agent's lock: the time of the agent's newest event, and the image of its
