@@ -219,10 +219,13 @@ struct TaskProtocol: Sendable {
             let message = Self.message(of: call, taskId: taskId, at: now)
             let event = call.method == .eventSend ? (id: Identifiers.uuid(), content: call.content.map(JSONValue.object)) : nil
             let params = call.method == .messageSend ? call.params : nil
-            guard let continued = try await deps.store.autocommit({ tx in
-                try await tx.continueTaskInOneStatement(
-                    taskId: taskId, agentId: route.agentId, routeDeploymentId: target.deploymentId, pinned: pinned,
-                    affinity: affinity, params: params, message: message, event: event, at: now)
+            let store = deps.store
+            guard let continued = try await deps.taskTurns.withTurn(on: taskId, {
+                try await store.autocommit { tx in
+                    try await tx.continueTaskInOneStatement(
+                        taskId: taskId, agentId: route.agentId, routeDeploymentId: target.deploymentId, pinned: pinned,
+                        affinity: affinity, params: params, message: message, event: event, at: now)
+                }
             }) else { return nil }
             var target = target
             if !pinned, let owner = continued.task.deploymentId, owner != target.deploymentId, let url = continued.ownerURL {
