@@ -2,14 +2,14 @@ import Synchronization
 
 /// At most `limit` writes at a time per task from this process: the others wait here, in the order they
 /// came, rather than in PostgreSQL. Every event and message on a task updates the task's row, so writes to
-/// one task serialize on its row lock anyway, and waiting in the database costs far more once several
-/// wait: each waiter holds a connection and a statement snapshot, and once the row is free it re-reads
-/// the row's newest version, past the versions that the waiters' snapshots keep from being pruned.
-/// Measured with `event/send` on one task (`hack/bench/rpc`): ungated, 64 concurrent callers left
-/// PostgreSQL at 4–5 ms of CPU per event and about 200–390 events/s, against about 2,500 at 16; eight at a
-/// time still collapsed; four at a time made 2,700–2,900/s at both 16 and 64, with PostgreSQL at 0.18 ms
-/// per event; one at a time lost the statements' overlap (1,900–2,000/s at 16). The row lock still orders
-/// writers across replicas; this only keeps one replica's writers from piling up on it.
+/// one task serialize on its row lock anyway, and waiting in the database costs more once several wait:
+/// each waiter holds a connection and a statement snapshot, and once the row is free it re-reads the row's
+/// newest version, past the versions that the waiters' snapshots keep from being pruned. Measured with
+/// `event/send` on one task at 64 concurrent callers (`hack/bench/rpc`, alternating builds): ungated,
+/// PostgreSQL spent 0.26–0.27 ms of CPU per event and the p99 was 53–57 ms; four at a time, 0.17–0.19 ms
+/// and 31–33 ms, at the same 2,600–3,000 events/s. One at a time lost the statements' overlap
+/// (1,900–2,000/s at 16). The row lock still orders writers across replicas; this only keeps one
+/// replica's writers from piling up on it.
 final class TaskTurns: Sendable {
     /// How many writes to one task run at once by default (see above).
     static let defaultLimit = 4
