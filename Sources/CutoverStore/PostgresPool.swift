@@ -118,15 +118,24 @@ final class PostgresPool: Sendable {
 
     private func lease() async throws -> PostgresConnection {
         let now = ContinuousClock.now
+        // The caller's event loop, when it runs on one (as `serve`'s requests do): a connection on that loop
+        // answers on the thread the request already runs on, where one on another loop costs two thread
+        // wake-ups per statement (the query handed to its loop, the answer handed back).
+        let here = Self.currentSingletonLoop()
         var stale: [PostgresConnection] = []
         let grant = try state.withLock { s throws(DatabaseUnavailable) -> Grant in
             guard !s.closed else { throw DatabaseUnavailable(description: "the store is closed") }
-            while let entry = s.idle.popLast() {
-                if entry.connection.isClosed || now - entry.since > idleTimeout {
-                    s.open -= 1
-                    stale.append(entry.connection)
-                    continue
+            for index in s.idle.indices.reversed()
+            where s.idle[index].connection.isClosed || now - s.idle[index].since > idleTimeout {
+                stale.append(s.idle.remove(at: index).connection)
+                s.open -= 1
+            }
+            if let here {
+                if let local = s.idle.lastIndex(where: { $0.connection.eventLoop === here }) {
+                    return .reuse(s.idle.remove(at: local).connection)
                 }
+                // None idle on this loop: open one here while there is room, so that each loop gets its own.
+            } else if let entry = s.idle.popLast() {
                 return .reuse(entry.connection)
             }
             s.nextId += 1
@@ -134,6 +143,7 @@ final class PostgresPool: Sendable {
                 s.open += 1
                 return .connect(id: s.nextId)
             }
+            if let entry = s.idle.popLast() { return .reuse(entry.connection) }
             return .wait(id: s.nextId)
         }
         closeInBackground(stale)
@@ -141,23 +151,33 @@ final class PostgresPool: Sendable {
         case .reuse(let connection):
             return connection
         case .connect(let id):
-            return try await connect(id: id)
+            return try await connect(id: id, on: here)
         case .wait(let id):
             if let handedOver = try await wait(id: id) { return handedOver }
-            return try await connect(id: id)
+            return try await connect(id: id, on: here)
         }
     }
 
+    /// The loops connections are opened on, which outlive every pool.
+    private static let singletonLoops = Set(
+        MultiThreadedEventLoopGroup.singleton.makeIterator().map { ObjectIdentifier($0) })
+
+    private static func currentSingletonLoop() -> (any EventLoop)? {
+        guard let loop = MultiThreadedEventLoopGroup.currentEventLoop,
+            singletonLoops.contains(ObjectIdentifier(loop))
+        else { return nil }
+        return loop
+    }
+
     /// Opens a connection for a slot already counted in `open`; gives the slot back if it fails.
-    private func connect(id: Int) async throws -> PostgresConnection {
+    private func connect(id: Int, on here: (any EventLoop)?) async throws -> PostgresConnection {
         let connection: PostgresConnection
         do {
-            // Round robin over the event loops, not PostgresNIO's default `any()`, which is the caller's own
-            // loop when called from one: with async code on the event loops (as `serve` runs on PostgreSQL),
-            // the connections opened at start all landed on one loop, and every query's continuation with
-            // them, which left one core idle under load (lists: 682 against 282 ticks on the two loops).
+            // On the caller's loop; from elsewhere (a test, the command line) round robin over the loops,
+            // not PostgresNIO's default `any()`, which would put them all on one.
             connection = try await PostgresConnection.connect(
-                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: id, logger: logger)
+                on: here ?? MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: id,
+                logger: logger)
         } catch {
             if Task.isCancelled {
                 // The caller left (a shutdown, a lost leadership): nothing says the server is gone.

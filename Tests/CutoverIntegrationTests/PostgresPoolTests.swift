@@ -1,4 +1,6 @@
 import Logging
+import NIOCore
+import NIOPosix
 import PostgresNIO
 import Testing
 
@@ -33,5 +35,47 @@ import Testing
         }
         #expect(one == 1)
         await pool.close()
+    }
+
+    /// `serve` runs its requests on the event loops. A lease made on one gets a connection on that loop,
+    /// whose answers then resume the request on the thread it already runs on; a loop without an idle
+    /// connection of its own opens one while there is room, and takes another loop's only when there is not.
+    @Test(arguments: Backend.postgresOnly)
+    func aLeaseOnAnEventLoopGetsAConnectionOnThatLoop(_ backend: Backend) async throws {
+        let loops = Array(MultiThreadedEventLoopGroup.singleton.makeIterator())
+        try #require(loops.count >= 2, "needs two event loops")
+        let (a, b) = (loops[0], loops[1])
+        let pool = try Self.pool(maxConnections: 2)
+        /// The connection a lease made on `loop` got.
+        func lease(on loop: any EventLoop) async throws -> PostgresConnection {
+            try await withTaskExecutorPreference(LoopExecutor(loop)) {
+                try await pool.withConnection { $0 }
+            }
+        }
+        let first = try await lease(on: a)
+        #expect(first.eventLoop === a)
+        let second = try await lease(on: b)
+        #expect(second.eventLoop === b, "opened on b rather than taking a's idle connection")
+        #expect(try await lease(on: a) === first)
+        #expect(try await lease(on: b) === second)
+        // The pool is full: a third loop's lease (here a's, with only b's connection idle) takes what is idle.
+        let busy = try await withTaskExecutorPreference(LoopExecutor(a)) {
+            try await pool.withConnection { held in
+                (try await lease(on: a), held)
+            }
+        }
+        #expect(busy.1 === first && busy.0 === second)
+        await pool.close()
+    }
+}
+
+/// Runs a task's jobs on one event loop's thread, as `serve`'s executor hook does.
+private final class LoopExecutor: TaskExecutor {
+    let loop: any EventLoop
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
