@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import CutoverCore
 import Hummingbird
 import NIOCore
@@ -108,6 +109,42 @@ struct TaskRPCTests {
             #expect(stored.compactMap { $0["content"]?.objectValue?["content"]?.stringValue }
                 == ["hello there", "echo: hello there", "one two three", "echo: one two three"])
             #expect(stored.allSatisfy { $0["streaming_status"] == "DONE" })
+        }
+    }
+
+    /// A client that leaves in the middle of a streamed answer: what the agent said so far is stored, and
+    /// stored complete, as when the stream ends.
+    @Test(arguments: Backend.all)
+    func aStreamTheClientLeavesKeepsWhatWasSaid(_ backend: Backend) async throws {
+        let pod = try await SDKPodStandIn.start(wordGap: .milliseconds(400))
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none))) { h in
+            _ = try await h.register("talker", url: pod.url, deploymentId: "t1", acpType: "sync")
+            _ = try await eventually("t1 in production") { try await h.agent(named: "talker")?.productionDeploymentId }
+            let created = try await h.request(.POST, "/agents/name/talker/rpc", json: rpc("task/create", ["name": "chat"]))
+            let taskId = try #require(created["result"]?.objectValue?["id"]?.stringValue)
+
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            var request = HTTPClientRequest(url: h.baseURL + "/agents/name/talker/rpc")
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(bytes: JSONCodec.serialize(rpc("message/send", [
+                "task_id": .string(taskId), "stream": true,
+                "content": ["type": "text", "author": "user", "content": "one two three four five six"],
+            ]))))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            var received = ""
+            var iterator = response.body.makeAsyncIterator()
+            while !received.contains("\n"), let chunk = try await iterator.next() { received += String(buffer: chunk) }
+            #expect(received.contains(#""text_delta":"echo:""#), "\(received)")
+            try await client.shutdown()  // gone after the first word, four more to come
+
+            let agentMessage = try await eventually(within: .seconds(5), "the agent's message stored complete") { () -> JSONValue? in
+                let stored = try await h.get("/messages?task_id=\(taskId)&order_direction=asc").array
+                guard stored.count == 2, stored[1]["streaming_status"] == "DONE" else { return nil }
+                return stored[1]
+            }
+            let text = agentMessage["content"]?.objectValue?["content"]?.stringValue ?? ""
+            #expect(text.hasPrefix("echo:") && text.count < "echo: one two three four five six".count, "\(text)")
         }
     }
 
