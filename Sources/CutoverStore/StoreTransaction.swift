@@ -207,8 +207,9 @@ public final class StoreTransaction: Sendable {
         return (agents, deployments)
     }
 
-    /// Units of work on one agent take their turns in the order they asked: each first waits for the
-    /// agent's advisory lock, which PostgreSQL hands to its first waiter as the holder commits. A row lock
+    /// The units of work that lock this way (promotes, rollbacks, reconcile batches) take their turns on
+    /// an agent in the order they asked: each first waits for the agent's advisory lock, which PostgreSQL
+    /// hands to its first waiter as the holder commits. A row lock
     /// alone is not a queue: between a commit and the moment the first waiter runs again the row is free,
     /// and a newcomer can take it first, again and again on a busy machine (promotes of one agent at c=16
     /// had their p99 at 4× their median). The keys are taken in key order, so two units cannot wait for

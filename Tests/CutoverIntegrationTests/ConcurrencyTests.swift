@@ -112,8 +112,8 @@ struct ConcurrencyTests {
     }
 }
 
-/// Units of work on one agent take turns in the order they asked (PostgreSQL, where a row lock alone is
-/// not a queue: a newcomer can take a row its first waiter has not yet woken up to take).
+/// Promotes of one agent take turns in the order they asked (PostgreSQL, where a row lock alone is not a
+/// queue: a newcomer can take a row its first waiter has not yet woken up to take).
 @Suite("Turns on PostgreSQL")
 struct AgentTurnTests {
     @Test(arguments: Backend.postgresOnly)
