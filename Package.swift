@@ -37,6 +37,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                "CutoverSQLiteSettings",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -115,6 +116,9 @@ let package = Package(
         // One C function: the address of Swift concurrency's global enqueue hook, which the executable sets so
         // that async code runs on the event loops (`EventLoopExecutor`).
         .target(name: "CutoverConcurrencyHook"),
+        // One C function: SQLite's setting for plans that do not depend on bound values, which Swift cannot
+        // reach (`sqlite3_db_config` is variadic).
+        .target(name: "CutoverSQLiteSettings"),
         .executableTarget(
             name: "cutover",
             dependencies: [

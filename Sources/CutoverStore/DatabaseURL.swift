@@ -3,7 +3,6 @@ import Foundation
 import Logging
 import NIOSSL
 import PostgresNIO
-import SQLiteNIO
 
 /// Where the records live, parsed from `--database-url`.
 public enum DatabaseURL: Sendable, Equatable {
@@ -56,9 +55,9 @@ public enum StoreFactory {
     public static func open(_ url: DatabaseURL, maxConnections: Int = 32, logger: Logger) async throws -> any Store {
         switch url {
         case .sqliteMemory:
-            return SQLStore(backend: try await SQLiteBackend(storage: .memory, logger: logger), logger: logger)
+            return SQLStore(backend: try SQLiteBackend(storage: .memory), logger: logger)
         case .sqliteFile(let path):
-            return SQLStore(backend: try await SQLiteBackend(storage: .file(path: path), logger: logger), logger: logger)
+            return SQLStore(backend: try SQLiteBackend(storage: .file(path: path)), logger: logger)
         case .postgres(let host, let port, let user, let password, let database, let tls):
             let tlsConfig: PostgresConnection.Configuration.TLS =
                 switch tls {

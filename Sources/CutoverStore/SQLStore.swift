@@ -66,26 +66,22 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
     func migrate() async throws -> [Int] {
         let dialect = backend.dialect
         return try await backend.withTransaction(rollback: false) { connection in
-            let db = connection.sql
             if dialect == .postgres {
                 // Replicas starting together apply each migration once.
-                try await db.raw("SELECT pg_advisory_xact_lock(7243830001)").run()
+                try await connection.execute(sql: "SELECT pg_advisory_xact_lock(7243830001)")
             }
-            try await db.raw(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
-            ).run()
-            let applied = Set(
-                try await db.raw("SELECT version FROM schema_migrations").all()
-                    .map { try $0.decode(column: "version", as: Int.self) })
+            try await connection.execute(
+                sql: "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+            )
+            let applied = Set(try await connection.rows(StoreStatements.appliedVersions).map { try $0.int() })
             var done: [Int] = []
-            for migration in Migrations.all where !applied.contains(migration.version) {
+            for migration in Migrations.all where !applied.contains(Int64(migration.version)) {
                 for statement in migration.statements(for: dialect) {
-                    try await db.raw("\(unsafeRaw: statement)").run()
+                    try await connection.execute(sql: statement)
                 }
-                try await db.raw("""
-                    INSERT INTO schema_migrations (version, name, applied_at) VALUES \
-                    (\(bind: migration.version), \(bind: migration.name), \(bind: Timestamp.now().microseconds))
-                    """).run()
+                try await connection.run(
+                    StoreStatements.recordMigration,
+                    [.int(Int64(migration.version)), .text(migration.name), .time(Timestamp.now())])
                 done.append(migration.version)
             }
             return done
@@ -143,6 +139,9 @@ func runTransaction<T: Sendable>(
 enum StoreStatements {
     /// Readiness's one round trip: the applied schema version.
     static let schemaVersion = Statement("SELECT MAX(version) FROM schema_migrations")
+    static let appliedVersions = Statement("SELECT version FROM schema_migrations")
+    static let recordMigration = Statement(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
     static let begin = Statement("BEGIN")
     static let commit = Statement("COMMIT")
     static let rollback = Statement("ROLLBACK")

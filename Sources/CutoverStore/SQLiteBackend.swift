@@ -1,43 +1,44 @@
 import Logging
-import SQLKit
-import SQLiteKit
-import SQLiteNIO
 
 /// The embedded backend: one connection, every unit of work serialized in-process, which is also
-/// what makes its read-then-write transactions safe without row locks.
+/// what makes its read-then-write transactions safe without row locks. Each unit of work runs on the
+/// backend's own thread, where its statements are plain function calls into SQLite.
 final class SQLiteBackend: DatabaseBackend {
     let dialect = SQLDialectKind.sqlite
-    private let connection: SQLiteConnection
+    let handle: SQLiteHandle
+    let thread: SQLiteThread
     private let gate = AsyncGate()
 
-    init(storage: SQLiteConnection.Storage, logger: Logger) async throws {
-        connection = try await SQLiteConnection.open(storage: storage, logger: logger)
-        let db = connection.sql()
-        for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON",
-                       "PRAGMA busy_timeout = 5000"] {
-            try await db.raw("\(unsafeRaw: pragma)").run()
-        }
+    init(storage: SQLiteHandle.Storage) throws {
+        handle = try SQLiteHandle(storage: storage)
+        try handle.execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000")
+        thread = SQLiteThread()
     }
 
     func withTransaction<T: Sendable>(
         rollback: Bool, _ body: @escaping @Sendable (DriverConnection) async throws -> T
     ) async throws -> T {
-        try await gate.run { [connection] in
-            try await runTransaction(on: .sqlite(connection), begin: Self.begin, rollback: rollback, body)
+        try await withSession { connection in
+            try await runTransaction(on: connection, begin: Self.begin, rollback: rollback, body)
         }
     }
 
     private static let begin = Statement("BEGIN IMMEDIATE")
 
     func withSession<T: Sendable>(_ body: @escaping @Sendable (DriverConnection) async throws -> T) async throws -> T {
-        try await gate.run { [connection] in try await body(.sqlite(connection)) }
+        try await withTaskExecutorPreference(thread) { [gate, handle] in
+            try await gate.run { try await body(.sqlite(handle)) }
+        }
     }
 
     /// The file is local: an error is never "unreachable".
     func isUnavailable(_ error: any Error) -> Bool { false }
 
     func close() async throws {
-        try await gate.run { [connection] in try await connection.close() }
+        try await withTaskExecutorPreference(thread) { [gate, handle] in
+            try await gate.run { handle.close() }
+        }
     }
 }
 

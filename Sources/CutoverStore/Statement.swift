@@ -1,7 +1,10 @@
 import CutoverCore
 import Logging
+import NIOPosix
+import PostgresKit
 import PostgresNIO
 import SQLKit
+import SQLiteKit
 import SQLiteNIO
 
 /// A statement of the hot paths, written once with PostgreSQL's `$1` parameters; SQLite gets the same
@@ -126,7 +129,7 @@ extension Int64: ColumnElement {
 /// the drivers' own typed values (SQLKit's Codable row decoding was the largest CPU cost of a request).
 enum DriverConnection: Sendable {
     case postgres(PostgresConnection, Logger)
-    case sqlite(SQLiteConnection)
+    case sqlite(SQLiteHandle)
 
     /// Runs `statement` and returns its rows, each read by position.
     func rows(_ statement: Statement, _ binds: [Bind] = []) async throws -> [Row] {
@@ -155,7 +158,7 @@ enum DriverConnection: Sendable {
             return try await PreparedStatements.shared.rows(
                 connection, sql: sql, bindings: bindings, types: types, logger: logger
             ).map { .postgres($0) }
-        case .sqlite(let connection):
+        case .sqlite(let handle):
             let data: [SQLiteData] = try binds.map {
                 switch $0 {
                 case .text(let value?): .text(value)
@@ -164,7 +167,7 @@ enum DriverConnection: Sendable {
                 case .texts, .ints: throw Bind.UnsupportedBind(type: "array (a PostgreSQL parameter)")
                 }
             }
-            return try await connection.query(sql, data).map { .sqlite($0.columns.map(\.data)) }
+            return try handle.rows(sql, data).map { .sqlite($0) }
         }
     }
 
@@ -172,11 +175,22 @@ enum DriverConnection: Sendable {
         _ = try await rows(statement, binds)
     }
 
-    /// The SQLKit view of the same connection, for the statements built at run time.
-    var sql: any SQLDatabase {
+    /// Runs `sql`, with no parameters and no rows wanted: schema changes and settings.
+    func execute(sql: String) async throws {
         switch self {
-        case .postgres(let connection, _): connection.sql()
-        case .sqlite(let connection): connection.sql()
+        case .postgres(let connection, let logger):
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+        case .sqlite(let handle):
+            try handle.execute(sql)
+        }
+    }
+
+    /// An SQLKit database that renders this backend's SQL, for the statements built at run time; it
+    /// runs nothing (`rows(sql:_:)` does).
+    var syntax: any SQLDatabase {
+        switch self {
+        case .postgres: SQLSyntax.postgres
+        case .sqlite: SQLSyntax.sqlite
         }
     }
 }
@@ -276,4 +290,23 @@ struct RowReader {
     mutating func time() throws -> Timestamp { Timestamp(microseconds: try int()) }
     mutating func optionalTime() throws -> Timestamp? { try optionalInt().map(Timestamp.init(microseconds:)) }
     mutating func bool() throws -> Bool { try int() != 0 }
+}
+
+/// A backend's SQL syntax for SQLKit's builders and interpolations: it renders statements, which
+/// `StoreTransaction` then runs on the driver connection, and refuses to run anything itself.
+struct SQLSyntax: SQLDatabase {
+    let dialect: any SQLDialect
+    let logger = Logger(label: "cutover.sql")
+    var eventLoop: any EventLoop { MultiThreadedEventLoopGroup.singleton.any() }
+
+    static let postgres = SQLSyntax(dialect: PostgresDialect())
+    static let sqlite = SQLSyntax(dialect: SQLiteDialect())
+
+    struct RendersOnly: Error, CustomStringConvertible {
+        var description: String { "SQLSyntax renders statements; the driver connection runs them" }
+    }
+
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
+        eventLoop.makeFailedFuture(RendersOnly())
+    }
 }

@@ -6,7 +6,7 @@ import Synchronization
 
 /// One unit of work on either backend: the only code that writes SQL for records.
 public final class StoreTransaction: Sendable {
-    /// SQLKit's view of the connection, for statements built at run time (filters, orderings, batches).
+    /// The backend's syntax, which renders the statements built at run time (filters, orderings, batches).
     let db: any SQLDatabase
     /// The driver connection itself, for the static statements of the hot paths.
     let connection: DriverConnection
@@ -20,7 +20,7 @@ public final class StoreTransaction: Sendable {
 
     init(connection: DriverConnection, dialect: SQLDialectKind, origin: String) {
         self.connection = connection
-        self.db = connection.sql
+        self.db = connection.syntax
         self.dialect = dialect
         self.origin = origin
     }
