@@ -273,14 +273,21 @@ def check_promotion_visibility():
                   f"{deployment(a_rep.port, agent_id, 'promo-b').describe()}"):
         return
     agent = api(a_rep.port, "GET", f"/agents/{agent_id}")
-    report((agent.body or {}).get("production_deployment_id") == "promo-a",
-           "promotion: the first Ready deployment auto-promoted", agent.describe())
+    # Both are probed concurrently, so either may turn Ready first (or both in one reconcile batch, at one
+    # time): the one auto-promoted must be one whose ready_at is the earliest.
+    ready_at = {d: (deployment(a_rep.port, agent_id, d).body or {}).get("ready_at") or ""
+                for d in ("promo-a", "promo-b")}
+    production = (agent.body or {}).get("production_deployment_id")
+    if not report(production in ready_at and ready_at[production] == min(ready_at.values()),
+                  "promotion: the first Ready deployment auto-promoted", f"{agent.describe()}; ready_at {ready_at}"):
+        return
+    other = "promo-b" if production == "promo-a" else "promo-a"
 
-    # Every replica routes to promo-a before the first promotion.
+    # Every replica routes to the production deployment before the first promotion.
     def all_route(did):
         return all(rpc(r.port, agent_id).headers.get("x-cutover-deployment-id") == did for r in reps)
-    if not report(bool(wait_for(lambda: all_route("promo-a"), 5.0, 0.05)),
-                  "promotion: every replica routes RPCs to promo-a before the promotions",
+    if not report(bool(wait_for(lambda: all_route(production), 5.0, 0.05)),
+                  f"promotion: every replica routes RPCs to {production} before the promotions",
                   "; ".join(f"{r.name}: {rpc(r.port, agent_id).describe()}" for r in reps)):
         return
 
@@ -289,7 +296,7 @@ def check_promotion_visibility():
     failures = []
     n = 20
     for i in range(n):
-        target = "promo-b" if i % 2 == 0 else "promo-a"
+        target = other if i % 2 == 0 else production
         p = promote(a_rep.port, agent_id, target)
         acked_at = time.monotonic()
         if p.status != 200:
