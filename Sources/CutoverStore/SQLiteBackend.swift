@@ -1,4 +1,4 @@
-import Logging
+import NIOPosix
 
 /// The embedded backend: one connection, every unit of work serialized in-process, which is also
 /// what makes its read-then-write transactions safe without row locks. Each unit of work runs on the
@@ -6,15 +6,19 @@ import Logging
 final class SQLiteBackend: DatabaseBackend {
     let dialect = SQLDialectKind.sqlite
     let handle: SQLiteHandle
-    let thread: SQLiteThread
+    /// One thread of its own; it stops when the backend goes away.
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let thread: EventLoopTaskExecutor
     private let gate = AsyncGate()
 
     init(storage: SQLiteHandle.Storage) throws {
         handle = try SQLiteHandle(storage: storage)
         try handle.execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000")
-        thread = SQLiteThread()
+        thread = EventLoopTaskExecutor(group.next())
     }
+
+    deinit { group.shutdownGracefully { _ in } }
 
     func withTransaction<T: Sendable>(
         rollback: Bool, _ body: @escaping @Sendable (DriverConnection) async throws -> T

@@ -12,7 +12,7 @@ import VaporCSQLite
 /// sqlite-nio's own connection hands every statement to its thread pool and back (two thread wake-ups) and
 /// compiles the statement's text anew each time; with several statements to every write, that was most of
 /// the embedded backend's CPU (a deployment create took 0.58–0.67 ms of server CPU, 0.24–0.26 here). Here `SQLiteBackend` moves a whole unit of work onto one thread of its
-/// own (`SQLiteThread`) instead, so the work pays one hop there and one back, and keeps the file's I/O
+/// own (`SQLiteBackend.thread`) instead, so the work pays one hop there and one back, and keeps the file's I/O
 /// off the event loops. Units of work are serialized by the backend, never run concurrently on this.
 final class SQLiteHandle: @unchecked Sendable {
     // @unchecked: the handle and the statement cache are only touched by the unit of work holding the
@@ -178,15 +178,12 @@ extension SQLiteData {
 /// SQLite copies a value bound with this destructor, so the Swift string may go away after the call.
 private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
-/// The thread a unit of work on the embedded database runs on: a task executor, so that every statement
-/// of the unit runs there without a hop of its own. It stops when its backend goes away.
-final class SQLiteThread: TaskExecutor {
-    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    private let loop: any EventLoop
+/// Runs a task's jobs on one event loop's thread: the embedded database's thread, where every statement of
+/// a unit of work then runs without a hop of its own (and, in tests, a chosen loop of `serve`'s).
+final class EventLoopTaskExecutor: TaskExecutor {
+    let loop: any EventLoop
 
-    init() { loop = group.next() }
-
-    deinit { group.shutdownGracefully { _ in } }
+    init(_ loop: any EventLoop) { self.loop = loop }
 
     var isCurrent: Bool { loop.inEventLoop }
 

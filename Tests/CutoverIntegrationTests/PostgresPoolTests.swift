@@ -48,7 +48,7 @@ import Testing
         let pool = try Self.pool(maxConnections: 2)
         /// The connection a lease made on `loop` got.
         func lease(on loop: any EventLoop) async throws -> PostgresConnection {
-            try await withTaskExecutorPreference(LoopExecutor(loop)) {
+            try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
                 try await pool.withConnection { $0 }
             }
         }
@@ -59,7 +59,7 @@ import Testing
         #expect(try await lease(on: a) === first)
         #expect(try await lease(on: b) === second)
         // The pool is full: a third loop's lease (here a's, with only b's connection idle) takes what is idle.
-        let busy = try await withTaskExecutorPreference(LoopExecutor(a)) {
+        let busy = try await withTaskExecutorPreference(EventLoopTaskExecutor(a)) {
             try await pool.withConnection { held in
                 (try await lease(on: a), held)
             }
@@ -69,13 +69,3 @@ import Testing
     }
 }
 
-/// Runs a task's jobs on one event loop's thread, as `serve`'s executor hook does.
-private final class LoopExecutor: TaskExecutor {
-    let loop: any EventLoop
-    init(_ loop: any EventLoop) { self.loop = loop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
-}
