@@ -21,8 +21,8 @@ public struct APIDependencies: Sendable {
     public var hearsChanges: @Sendable () -> Bool = { true }
     /// Whether calls naming an existing task follow the deployment that owns it (while it is Ready).
     public var taskAffinity = true
-    /// This replica's queue of writes per task (shared by the copies of these dependencies).
-    let taskTurns = TaskTurns()
+    /// This replica's batches of writes per task (shared by the copies of these dependencies).
+    let taskWrites = TaskWriteBatches<TaskProtocol.WriteKey, StoreTransaction.TaskWrite, StoreTransaction.ContinuedTask?>()
 
     public init(
         controlPlane: ControlPlane, auth: AuthSettings, allowedHosts: HostAllowlist = .any,

@@ -132,7 +132,8 @@ struct RPCRoutes {
             let call = try TaskCall.parse(method, params: parsed.objectValue?["params"]?.objectValue ?? [:])
             let target = TaskProtocol.Target(deploymentId: deploymentLabel == "legacy" ? nil : deploymentLabel, url: url)
             let response = try await tasks.handle(
-                call, clientId: requestId, route: route, target: target, pinned: pinned, headers: headers, data: data)
+                call, clientId: requestId, route: route, target: target, pinned: pinned, headers: headers, data: data,
+                bodySize: body.readableBytes)
             outcome = "forwarded"
             return response
         } catch let failure as JSONRPC.Failure {

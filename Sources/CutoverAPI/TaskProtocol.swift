@@ -25,6 +25,16 @@ struct TaskProtocol: Sendable {
         var label: String { deploymentId ?? "legacy" }
     }
 
+    /// What a call on an existing task shares with the others written in its batch.
+    struct WriteKey: Equatable, Sendable {
+        var agentId: String
+        var routeDeploymentId: String?
+        var pinned: Bool
+        var affinity: Bool
+        /// `message/send`'s new params for the task.
+        var params: [String: JSONValue]?
+    }
+
     /// What the first unit of work found and wrote.
     private struct Prepared: Sendable {
         var agent: Agent
@@ -36,11 +46,12 @@ struct TaskProtocol: Sendable {
     }
 
     /// `pinned`: the preview route, whose deployment the caller chose; affinity never overrides it.
+    /// `bodySize`: the request body's length, what the call weighs in a batch of writes.
     func handle(
         _ call: TaskCall, clientId: JSONValue, route: AgentRoute, target: Target, pinned: Bool,
-        headers: [(String, String)], data: [String: JSONValue]
+        headers: [(String, String)], data: [String: JSONValue], bodySize: Int
     ) async throws -> Response {
-        let prepared = try await prepare(call, route: route, target: target, pinned: pinned, data: data)
+        let prepared = try await prepare(call, route: route, target: target, pinned: pinned, data: data, bodySize: bodySize)
         var data = data
         if let deployment = prepared.target.deploymentId { data["deployment"] = .string(deployment) }
         data["task"] = .string(prepared.task.id)
@@ -92,10 +103,10 @@ struct TaskProtocol: Sendable {
     // MARK: The first unit of work
 
     private func prepare(
-        _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool, data: [String: JSONValue]
+        _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool, data: [String: JSONValue], bodySize: Int
     ) async throws -> Prepared {
         if deps.store.runsOneStatementUnits,
-            let prepared = try await prepareInOneStatement(call, route: route, target: target, pinned: pinned)
+            let prepared = try await prepareInOneStatement(call, route: route, target: target, pinned: pinned, bodySize: bodySize)
         {
             return prepared
         }
@@ -209,23 +220,25 @@ struct TaskProtocol: Sendable {
     /// agent lock, one round trip. Nil when the call needs the transaction above (every other case, and
     /// every error, which the transaction then reports).
     private func prepareInOneStatement(
-        _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool
+        _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool, bodySize: Int
     ) async throws -> Prepared? {
         let now = Timestamp.now()
         switch call.method {
         case .eventSend, .messageSend:
             guard case .id(let taskId)? = call.task else { return nil }
-            let affinity = self.affinity
             let message = Self.message(of: call, taskId: taskId, at: now)
             let event = call.method == .eventSend ? (id: Identifiers.uuid(), content: call.content.map(JSONValue.object)) : nil
-            let params = call.method == .messageSend ? call.params : nil
+            let key = WriteKey(
+                agentId: route.agentId, routeDeploymentId: target.deploymentId, pinned: pinned, affinity: affinity,
+                params: call.method == .messageSend ? call.params : nil)
+            let write = StoreTransaction.TaskWrite(message: message, event: event, at: now)
             let store = deps.store
-            guard let continued = try await deps.taskTurns.withTurn(on: taskId, {
+            guard let continued = try await deps.taskWrites.submit(write, on: taskId, key: key, size: bodySize, run: { key, writes in
                 try await store.autocommit { tx in
                     try await tx.continueTaskInOneStatement(
-                        taskId: taskId, agentId: route.agentId, routeDeploymentId: target.deploymentId, pinned: pinned,
-                        affinity: affinity, params: params, message: message, event: event, at: now)
-                }
+                        taskId: taskId, agentId: key.agentId, routeDeploymentId: key.routeDeploymentId, pinned: key.pinned,
+                        affinity: key.affinity, params: key.params, writes: writes)
+                } ?? writes.map { _ in nil }
             }) else { return nil }
             var target = target
             if !pinned, let owner = continued.task.deploymentId, owner != target.deploymentId, let url = continued.ownerURL {

@@ -16,35 +16,68 @@ extension StoreTransaction {
         public var ownerURL: String?
     }
 
-    /// A call on task `taskId` of `agentId` (`message/send`, `event/send`) when the task stays where it is:
-    /// the call is `pinned` to the route's deployment, the task already belongs to `routeDeploymentId`, or
-    /// (with `affinity`) its owner is Ready, not deleted and reachable. Marks the task active (an
-    /// INTERRUPTED one RUNNING again), replaces its params when `params` is given, stores `message`, and
-    /// appends `event` with the task's next sequence id. A task that would move or be adopted, or that does
-    /// not exist, gives nil and writes nothing.
+    /// One call's writes on an existing task: the message it stores and the event it appends (either may
+    /// be absent), at its own time.
+    public struct TaskWrite: Sendable {
+        public var message: TaskMessage?
+        public var event: (id: String, content: JSONValue?)?
+        public var at: Timestamp
+
+        public init(message: TaskMessage?, event: (id: String, content: JSONValue?)?, at: Timestamp) {
+            self.message = message
+            self.event = event
+            self.at = at
+        }
+    }
+
+    /// Calls on task `taskId` of `agentId` (`message/send`, `event/send`) when the task stays where it is:
+    /// the calls are `pinned` to the route's deployment, the task already belongs to `routeDeploymentId`,
+    /// or (with `affinity`) its owner is Ready, not deleted and reachable. Marks the task active (an
+    /// INTERRUPTED one RUNNING again), replaces its params when `params` is given, and stores each write's
+    /// message and appends its event, in the order given: the events take the task's next sequence ids.
+    /// One result per write, in that order. A task that would move or be adopted, or that does not exist,
+    /// gives nil and writes nothing.
     public func continueTaskInOneStatement(
         taskId: String, agentId: String, routeDeploymentId: String?, pinned: Bool, affinity: Bool,
-        params: [String: JSONValue]?, message: TaskMessage?, event: (id: String, content: JSONValue?)?, at now: Timestamp
-    ) async throws -> ContinuedTask? {
-        guard dialect == .postgres else { return nil }
+        params: [String: JSONValue]?, writes: [TaskWrite]
+    ) async throws -> [ContinuedTask]? {
+        guard dialect == .postgres, let last = writes.last else { return nil }
+        // Each event's place among the events written here, 1 up (NULL for a write without one).
+        var eventCount: Int64 = 0
+        let places = writes.map { write -> Int64? in
+            guard write.event != nil else { return nil }
+            eventCount += 1
+            return eventCount
+        }
         let rows = try await connection.rows(Self.continueTask, [
-            .text(taskId), .text(agentId), .time(now), .bool(pinned), .text(routeDeploymentId), .bool(affinity),
-            .text(message?.id), .text(message.map { JSONCodec.string($0.content) }), .text(event?.id),
-            .text(event?.content.map(JSONCodec.string)), .text(try Self.encode(params)),
+            .text(taskId), .text(agentId), .time(writes.map(\.at).max() ?? last.at), .bool(pinned), .text(routeDeploymentId),
+            .bool(affinity), .texts(TextColumn(writes.map { $0.message?.id })),
+            .texts(TextColumn(writes.map { $0.message.map { JSONCodec.string($0.content) } })),
+            .texts(TextColumn(writes.map { $0.event?.id })),
+            .texts(TextColumn(writes.map { $0.event?.content.map(JSONCodec.string) })),
+            .text(try Self.encode(params)), .int(eventCount), .ints(IntColumn(places)),
+            .ints(IntColumn(writes.map { $0.at.microseconds })),
         ])
         guard let row = rows.first else { return nil }
         var r = row.reader
         let task = try Self.readTask(&r)
-        let sequence = try r.int()
+        let lastSequence = try r.int()
         let ownerURL = try r.optionalText()
         let agent = try Self.readAgent(&r)
-        return ContinuedTask(
-            agent: agent, task: task,
-            event: event.map { TaskEvent(id: $0.id, taskId: taskId, agentId: agentId, sequenceId: sequence, content: $0.content, createdAt: now) },
-            ownerURL: ownerURL)
+        return zip(writes, places).map { write, place in
+            ContinuedTask(
+                agent: agent, task: task,
+                event: write.event.map { event in
+                    TaskEvent(
+                        id: event.id, taskId: taskId, agentId: agentId, sequenceId: lastSequence - eventCount + place!,
+                        content: event.content, createdAt: write.at)
+                },
+                ownerURL: ownerURL)
+        }
     }
 
-    /// $9 (the event's id) set: an event is appended.
+    /// $7–$10, $13 and $14 are one array each, an element per write: message ids and contents, event ids
+    /// and contents, the event's place among this statement's events ($12 of them), and the write's time.
     ///
     /// Rows are found by id alone, the other conditions wrapped in `IS TRUE`, which no index can serve. A
     /// prepared statement runs a generic plan, made without the values: written as plain `agent_id = $2`,
@@ -52,9 +85,11 @@ extension StoreTransaction {
     /// update one (`event/send` fell from about 2,700 to 200/s once the agent had 25,000 tasks), and the
     /// owner's check as `EXISTS` became a hashed scan of every deployment.
     static let continueTask = Statement("""
-        WITH t AS (
-            UPDATE tasks SET updated_at = $3, params = COALESCE($11::text, params),
-                event_count = event_count + CASE WHEN $9::text IS NULL THEN 0 ELSE 1 END,
+        WITH w AS (
+            SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $13::bigint[], $14::bigint[])
+                WITH ORDINALITY AS w(message_id, message, event_id, event, place, at, n)
+        ), t AS (
+            UPDATE tasks SET updated_at = $3, params = COALESCE($11::text, params), event_count = event_count + $12,
                 status = CASE WHEN status = 'INTERRUPTED' THEN 'RUNNING' ELSE status END
             WHERE id = $1 AND (agent_id = $2 AND ($4 = 1 OR deployment_id IS NOT DISTINCT FROM $5::text OR ($6 = 1 AND
                 (SELECT d.agent_id = tasks.agent_id AND d.status = 'Ready' AND d.expires_at IS NULL
@@ -62,10 +97,11 @@ extension StoreTransaction {
             RETURNING \(taskColumns), event_count
         ), m AS (
             INSERT INTO task_messages (\(taskMessageColumns))
-            SELECT $7, t.id, $8::text, 'DONE', $3, $3 FROM t WHERE $8::text IS NOT NULL
+            SELECT w.message_id, t.id, w.message, 'DONE', w.at, w.at FROM t, w WHERE w.message IS NOT NULL ORDER BY w.n
         ), e AS (
             INSERT INTO task_events (\(taskEventColumns))
-            SELECT $9, t.id, t.agent_id, t.event_count, $10, $3 FROM t WHERE $9::text IS NOT NULL
+            SELECT w.event_id, t.id, t.agent_id, t.event_count - $12 + w.place, w.event, w.at FROM t, w
+            WHERE w.event_id IS NOT NULL ORDER BY w.n
         )
         SELECT \(qualified(taskColumns, "t")), t.event_count, d.acp_url, \(qualified(agentColumns, "a"))
         FROM t JOIN agents a ON a.id = t.agent_id LEFT JOIN deployments d ON d.id = t.deployment_id

@@ -25,8 +25,15 @@ struct GenericPlanTests {
             }
         }
         // Not pinned, another route deployment, affinity on: every condition is in the plan.
-        let plan = try await Self.genericPlan(
-            store, StoreTransaction.continueTask, "'task-0', 'agent-1', 1, 0, 'd2', 1, NULL, NULL, 'e1', NULL, NULL")
+        let plan: String
+        do {
+            plan = try await Self.genericPlan(
+                store, StoreTransaction.continueTask,
+                "'task-0', 'agent-1', 1, 0, 'd2', 1, ARRAY[NULL], ARRAY[NULL], ARRAY['e1'], ARRAY[NULL], NULL, 1, ARRAY[1], ARRAY[1]")
+        } catch {
+            try await store.close()
+            throw error
+        }
         #expect(plan.contains("Index Scan using tasks_id_key on tasks"), "\(plan)")
         // The owner's check and the join that reads the owner's URL.
         #expect(plan.components(separatedBy: "Index Scan using deployments_id_key").count - 1 == 2, "\(plan)")

@@ -371,8 +371,17 @@ struct TaskRPCTests {
             #expect(sequences.sorted() == (1...events).map(Double.init), "every event/send got its own sequence id")
             let stored = try await h.store.read { try await $0.taskEvents(taskId: taskId, agentId: nil, afterSequence: 0, limit: 1000) }
             #expect(stored.map(\.sequenceId) == (1...Int64(events)).map { $0 })
+            // Each caller was answered with its own event as stored (calls on one task are written in
+            // batches on PostgreSQL), and the user's messages are stored in the events' order.
+            let answered = Dictionary(uniqueKeysWithValues: answers.filter { $0.0 == "event" }.compactMap { answer in
+                answer.2.objectValue?["id"]?.stringValue.map { ($0, answer.2) }
+            })
+            for event in stored {
+                #expect(answered[event.id]?.objectValue?["sequence_id"] == .number(Double(event.sequenceId)), "\(event.id)")
+                #expect(answered[event.id]?.objectValue?["content"] == event.content, "\(event.id)")
+            }
             let messages = try await h.store.read { try await $0.taskMessages(taskId: taskId) }
-            #expect(messages.count == events)
+            #expect(messages.map(\.content) == stored.map { $0.content ?? .null })
             let newIds = Set(answers.filter { $0.0 == "create" }.compactMap { $0.2.objectValue?["id"]?.stringValue })
             #expect(newIds.count == creates)
             let all = try await tasks(h)
