@@ -105,9 +105,7 @@ struct TaskProtocol: Sendable {
     private func prepare(
         _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool, data: [String: JSONValue], bodySize: Int
     ) async throws -> Prepared {
-        if deps.store.runsOneStatementUnits,
-            let prepared = try await prepareInOneStatement(call, route: route, target: target, pinned: pinned, bodySize: bodySize)
-        {
+        if let prepared = try await prepareCommonCall(call, route: route, target: target, pinned: pinned, bodySize: bodySize) {
             return prepared
         }
         let affinity = self.affinity
@@ -215,11 +213,12 @@ struct TaskProtocol: Sendable {
             updatedAt: now)
     }
 
-    /// The commonest calls, `event/send` and `message/send` on a task named by id that stays where it is
-    /// and `task/create` without a name, as one statement each (on a store that runs them: PostgreSQL): no
-    /// agent lock, one round trip. Nil when the call needs the transaction above (every other case, and
-    /// every error, which the transaction then reports).
-    private func prepareInOneStatement(
+    /// The commonest calls without the agent's lock: `event/send` and `message/send` on a task named by id
+    /// that stays where it is, written in batches per task (each batch one statement on PostgreSQL, one
+    /// transaction on SQLite), and `task/create` without a name as one statement (PostgreSQL). Nil when the
+    /// call needs the transaction above (every other case, and every error, which the transaction then
+    /// reports).
+    private func prepareCommonCall(
         _ call: TaskCall, route: AgentRoute, target: Target, pinned: Bool, bodySize: Int
     ) async throws -> Prepared? {
         let now = Timestamp.now()
@@ -234,11 +233,13 @@ struct TaskProtocol: Sendable {
             let write = StoreTransaction.TaskWrite(message: message, event: event, at: now)
             let store = deps.store
             guard let continued = try await deps.taskWrites.submit(write, on: taskId, key: key, size: bodySize, run: { key, writes in
-                try await store.autocommit { tx in
-                    try await tx.continueTaskInOneStatement(
+                let unit: @Sendable (StoreTransaction) async throws -> [StoreTransaction.ContinuedTask?] = { tx in
+                    try await tx.continueTask(
                         taskId: taskId, agentId: key.agentId, routeDeploymentId: key.routeDeploymentId, pinned: key.pinned,
-                        affinity: key.affinity, params: key.params, writes: writes)
-                } ?? writes.map { _ in nil }
+                        affinity: key.affinity, params: key.params, writes: writes) ?? writes.map { _ in nil }
+                }
+                // PostgreSQL's is one statement, its own transaction.
+                return try await store.runsOneStatementUnits ? store.autocommit(unit) : store.transaction(dryRun: false, unit)
             }) else { return nil }
             var target = target
             if !pinned, let owner = continued.task.deploymentId, owner != target.deploymentId, let url = continued.ownerURL {
@@ -246,7 +247,7 @@ struct TaskProtocol: Sendable {
             }
             return Prepared(agent: continued.agent, task: continued.task, target: target, event: continued.event, isNew: false)
         case .create:
-            guard call.task == nil, call.name == nil else { return nil }
+            guard deps.store.runsOneStatementUnits, call.task == nil, call.name == nil else { return nil }
             let task = Self.newTask(call, route: route, deploymentId: target.deploymentId, at: now)
             guard let agent = try await deps.store.autocommit({ try await $0.createTaskInOneStatement(task) }) else {
                 return nil

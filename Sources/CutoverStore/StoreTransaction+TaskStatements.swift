@@ -3,8 +3,9 @@ import CutoverCore
 /// The task protocol's commonest calls as one PostgreSQL statement each, run outside a transaction: the
 /// statement is its own unit of work, so the task's row lock is held for one statement rather than for a
 /// transaction of six round trips, and the agent's row lock is not taken at all (calls on different tasks
-/// of one agent run side by side). Each returns nil on SQLite, and where the statement matched nothing,
-/// so that the caller's transaction handles the case with its full rules (and its errors).
+/// of one agent run side by side). `createTaskInOneStatement` returns nil on SQLite; `continueTask` runs
+/// there as several statements in one transaction. Each returns nil where it matched nothing, so that the
+/// caller's transaction handles the case with its full rules (and its errors).
 extension StoreTransaction {
     /// What a call on an existing task wrote, and where it goes.
     public struct ContinuedTask: Sendable {
@@ -36,18 +37,25 @@ extension StoreTransaction {
     /// INTERRUPTED one RUNNING again), replaces its params when `params` is given, and stores each write's
     /// message and appends its event, in the order given: the events take the task's next sequence ids.
     /// One result per write, in that order. A task that would move or be adopted, or that does not exist,
-    /// gives nil and writes nothing.
-    public func continueTaskInOneStatement(
+    /// gives nil and writes nothing. One statement on PostgreSQL, outside a transaction; on SQLite, whose
+    /// units of work run one at a time, the task's update and then each insert, in the caller's
+    /// transaction.
+    public func continueTask(
         taskId: String, agentId: String, routeDeploymentId: String?, pinned: Bool, affinity: Bool,
         params: [String: JSONValue]?, writes: [TaskWrite]
     ) async throws -> [ContinuedTask]? {
-        guard dialect == .postgres, let last = writes.last else { return nil }
+        guard let last = writes.last else { return nil }
         // Each event's place among the events written here, 1 up (NULL for a write without one).
         var eventCount: Int64 = 0
         let places = writes.map { write -> Int64? in
             guard write.event != nil else { return nil }
             eventCount += 1
             return eventCount
+        }
+        guard dialect == .postgres else {
+            return try await continueTaskOnSQLite(
+                taskId: taskId, agentId: agentId, routeDeploymentId: routeDeploymentId, pinned: pinned, affinity: affinity,
+                params: params, writes: writes, eventCount: eventCount, places: places)
         }
         let rows = try await connection.rows(Self.continueTask, [
             .text(taskId), .text(agentId), .time(writes.map(\.at).max() ?? last.at), .bool(pinned), .text(routeDeploymentId),
@@ -64,7 +72,55 @@ extension StoreTransaction {
         let lastSequence = try r.int()
         let ownerURL = try r.optionalText()
         let agent = try Self.readAgent(&r)
-        return zip(writes, places).map { write, place in
+        return Self.continued(
+            taskId: taskId, agentId: agentId, agent: agent, task: task, ownerURL: ownerURL, writes: writes,
+            places: places, eventCount: eventCount, lastSequence: lastSequence)
+    }
+
+    private func continueTaskOnSQLite(
+        taskId: String, agentId: String, routeDeploymentId: String?, pinned: Bool, affinity: Bool,
+        params: [String: JSONValue]?, writes: [TaskWrite], eventCount: Int64, places: [Int64?]
+    ) async throws -> [ContinuedTask]? {
+        // The agent first: nothing is written for a call the caller's transaction then handles.
+        guard let agentRow = try await connection.rows(Self.agentById, [.text(agentId)]).first else { return nil }
+        var a = agentRow.reader
+        let agent = try Self.readAgent(&a)
+        let updated = try await connection.rows(Self.continueTaskOnSQLite, [
+            .text(taskId), .text(agentId), .time(writes.map(\.at).max()), .bool(pinned), .text(routeDeploymentId),
+            .bool(affinity), .text(try Self.encode(params)), .int(eventCount),
+        ])
+        guard let row = updated.first else { return nil }
+        var r = row.reader
+        let task = try Self.readTask(&r)
+        let lastSequence = try r.int()
+        for (write, place) in zip(writes, places) {
+            if let message = write.message {
+                _ = try await connection.rows(Self.insertTaskMessage, [
+                    .text(message.id), .text(taskId), .text(JSONCodec.string(message.content)), .time(write.at),
+                ])
+            }
+            if let event = write.event, let place {
+                _ = try await connection.rows(Self.insertTaskEvent, [
+                    .text(event.id), .text(taskId), .text(agentId), .int(lastSequence - eventCount + place),
+                    .text(event.content.map(JSONCodec.string)), .time(write.at),
+                ])
+            }
+        }
+        var ownerURL: String?
+        if let owner = task.deploymentId, let row = try await connection.rows(Self.deploymentURL, [.text(owner)]).first {
+            var u = row.reader
+            ownerURL = try u.optionalText()
+        }
+        return Self.continued(
+            taskId: taskId, agentId: agentId, agent: agent, task: task, ownerURL: ownerURL, writes: writes,
+            places: places, eventCount: eventCount, lastSequence: lastSequence)
+    }
+
+    private static func continued(
+        taskId: String, agentId: String, agent: Agent, task: AgentTask, ownerURL: String?, writes: [TaskWrite],
+        places: [Int64?], eventCount: Int64, lastSequence: Int64
+    ) -> [ContinuedTask] {
+        zip(writes, places).map { write, place in
             ContinuedTask(
                 agent: agent, task: task,
                 event: write.event.map { event in
@@ -106,6 +162,21 @@ extension StoreTransaction {
         SELECT \(qualified(taskColumns, "t")), t.event_count, d.acp_url, \(qualified(agentColumns, "a"))
         FROM t JOIN agents a ON a.id = t.agent_id LEFT JOIN deployments d ON d.id = t.deployment_id
         """)
+
+    /// SQLite's form of the task's update above: its rows are found by id whatever the plan.
+    static let continueTaskOnSQLite = Statement("""
+        UPDATE tasks SET updated_at = $3, params = COALESCE($7, params), event_count = event_count + $8,
+            status = CASE WHEN status = 'INTERRUPTED' THEN 'RUNNING' ELSE status END
+        WHERE id = $1 AND agent_id = $2 AND ($4 = 1 OR deployment_id IS $5 OR ($6 = 1 AND
+            (SELECT d.agent_id = tasks.agent_id AND d.status = 'Ready' AND d.expires_at IS NULL
+                AND d.acp_url IS NOT NULL FROM deployments d WHERE d.id = tasks.deployment_id)))
+        RETURNING \(taskColumns), event_count
+        """)
+    static let insertTaskMessage = Statement(
+        "INSERT INTO task_messages (\(taskMessageColumns)) VALUES ($1, $2, $3, 'DONE', $4, $4)")
+    static let insertTaskEvent = Statement("INSERT INTO task_events (\(taskEventColumns)) VALUES ($1, $2, $3, $4, $5, $6)")
+    static let agentById = Statement("SELECT \(agentColumns) FROM agents WHERE id = $1")
+    static let deploymentURL = Statement("SELECT acp_url FROM deployments WHERE id = $1")
 
     /// Creates `task` (no name: nothing to look up) with its tracker; the agent, or nil when there is none.
     public func createTaskInOneStatement(_ task: AgentTask) async throws -> Agent? {

@@ -13,13 +13,18 @@ import Testing
         let batches = Mutex<[[Int]]>([])
         let gate: AsyncStream<Void>
         let open: AsyncStream<Void>.Continuation
+        let holding: Set<Int>
 
-        init() { (gate, open) = AsyncStream<Void>.makeStream() }
+        /// A batch with an item of `holding` waits for `open` before it ends.
+        init(holding: Set<Int> = [0]) {
+            (gate, open) = AsyncStream<Void>.makeStream()
+            self.holding = holding
+        }
 
-        /// Each item's output is its key and the item; item 0 waits for `open` first.
+        /// Each item's output is its key and the item.
         func run(_ key: String, _ items: [Int]) async throws -> [String] {
             batches.withLock { $0.append(items) }
-            if items.contains(0) { for await _ in gate { break } }
+            if !holding.isDisjoint(with: items) { for await _ in gate { break } }
             return items.map { "\(key)\($0)" }
         }
 
@@ -120,21 +125,30 @@ import Testing
         #expect(batches.busyTasks == 0)
     }
 
-    /// A caller whose client went away while its batch runs leaves the batch to finish: the others'
-    /// writes do not fail with it.
+    /// A caller whose client went away while the batch it leads runs leaves the batch to finish: the
+    /// others' writes do not fail with it.
     @Test func theLeadersCancellationDoesNotReachItsBatch() async throws {
         let batches = Batches()
-        let runs = Runs()
+        let runs = Runs(holding: [0, 1])
         let checking: Batches.Run = { key, items in
             let outputs = try await runs.run(key, items)
             try Task.checkCancellation()
             return outputs
         }
-        let leader = Task { try await batches.submit(0, on: "t", key: "k", size: 1, run: checking) }
-        _ = try await eventually("the batch running") { runs.count == 1 ? true : nil }
+        let holder = Task { try await batches.submit(0, on: "t", key: "k", size: 1, run: runs.run) }
+        _ = try await eventually("the first batch running") { runs.count == 1 ? true : nil }
+        let leader = Task { try await batches.submit(1, on: "t", key: "k", size: 1, run: checking) }
+        _ = try await eventually("the leader waiting") { batches.waiting(on: "t") == 1 ? true : nil }
+        let other = Task { try await batches.submit(2, on: "t", key: "k", size: 1, run: runs.run) }
+        _ = try await eventually("the other waiting") { batches.waiting(on: "t") == 2 ? true : nil }
+        runs.open.yield()
+        _ = try await eventually("the second batch running") { runs.count == 2 ? true : nil }
         leader.cancel()
         runs.open.yield()
-        #expect(try await leader.value == "k0")
+        #expect(try await holder.value == "k0")
+        #expect(try await leader.value == "k1")
+        #expect(try await other.value == "k2")
+        #expect(runs.batches.withLock { $0 } == [[0], [1, 2]])
     }
 
     @Test func aCallerCancelledWhileWaitingGivesUpItsPlace() async throws {
