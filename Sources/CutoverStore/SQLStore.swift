@@ -121,10 +121,10 @@ final class SQLStore<Backend: DatabaseBackend>: Store {
 
 /// Runs BEGIN, `body`, then COMMIT, or ROLLBACK when asked to or when anything throws.
 func runTransaction<T: Sendable>(
-    on connection: DriverConnection, begin: Statement = StoreStatements.begin, rollback: Bool,
+    on connection: DriverConnection, rollback: Bool,
     _ body: @escaping @Sendable (DriverConnection) async throws -> T
 ) async throws -> T {
-    try await connection.run(begin)
+    try await connection.run(StoreStatements.begin)
     let value: T
     do {
         value = try await body(connection)

@@ -1,4 +1,6 @@
 import NIOPosix
+import Synchronization
+import VaporCSQLite
 
 /// The embedded backend: one connection, every unit of work serialized in-process, which is also
 /// what makes its read-then-write transactions safe without row locks. Each unit of work runs on the
@@ -20,15 +22,110 @@ final class SQLiteBackend: DatabaseBackend {
 
     deinit { group.shutdownGracefully { _ in } }
 
+    /// A unit of work waiting for its group: runs its body in a savepoint of the group's transaction, and
+    /// gives what answers its caller once the group has committed or failed.
+    private struct Job: Sendable {
+        var execute: @Sendable (DriverConnection) async -> @Sendable (Result<Void, any Error>) -> Void
+    }
+
+    private struct Groups {
+        /// Whether a task runs the groups (it stops when none waits).
+        var running = false
+        var waiting: [Job] = []
+    }
+
+    private let groups = Mutex(Groups())
+    /// The most units of work one commit takes.
+    static let groupLimit = 64
+    /// Commits so far (tests).
+    let commits = Atomic<Int>(0)
+    /// Units of work waiting for a group (tests).
+    var waitingUnits: Int { groups.withLock { $0.waiting.count } }
+    /// Whether a read waits for the connection (tests).
+    var gateHasWaiters: Bool { gate.hasWaiters }
+
+    /// Transactions commit in groups: the units of work that come while a group runs join it (up to
+    /// `groupLimit`, and until a read waits for the connection), each in a savepoint of one transaction,
+    /// one after another as before, and every caller is answered once the group has committed. The commit's work (writing the changed pages to the WAL, which a
+    /// page changed by several units pays once) and the thread switches are shared: measured at 16
+    /// concurrent clients, a quarter to a third less CPU per registration, create and promote. A unit
+    /// that fails, or a dry run, is rolled back to its savepoint alone; a failed commit fails the group.
     func withTransaction<T: Sendable>(
         rollback: Bool, _ body: @escaping @Sendable (DriverConnection) async throws -> T
     ) async throws -> T {
-        try await withSession { connection in
-            try await runTransaction(on: connection, begin: Self.begin, rollback: rollback, body)
+        try await withCheckedThrowingContinuation { (caller: CheckedContinuation<T, any Error>) in
+            let job = Job(execute: { connection in
+                let outcome: Result<T, any Error>
+                do {
+                    try await connection.run(Self.savepoint)
+                    do {
+                        let value = try await body(connection)
+                        if rollback { try await connection.run(Self.rollbackToSavepoint) }
+                        outcome = .success(value)
+                    } catch {
+                        try? await connection.run(Self.rollbackToSavepoint)
+                        outcome = .failure(error)
+                    }
+                    try await connection.run(Self.releaseSavepoint)
+                } catch {
+                    return { _ in caller.resume(throwing: error) }
+                }
+                return { group in
+                    switch (group, outcome) {
+                    case (.failure(let error), .success): caller.resume(throwing: error)
+                    case (_, let own): caller.resume(with: own)
+                    }
+                }
+            })
+            let start = groups.withLock { g in
+                g.waiting.append(job)
+                defer { g.running = true }
+                return !g.running
+            }
+            // Apart from any caller's task: one caller's cancellation must not reach the others' units.
+            if start { Task(executorPreference: thread) { await self.runGroups() } }
+        }
+    }
+
+    private func runGroups() async {
+        while groups.withLock({ g in
+            if g.waiting.isEmpty { g.running = false }
+            return g.running
+        }) {
+            try? await gate.run { [handle, gate] in
+                let connection = DriverConnection.sqlite(handle)
+                var answers: [@Sendable (Result<Void, any Error>) -> Void] = []
+                let outcome: Result<Void, any Error>
+                do {
+                    try await connection.run(Self.begin)
+                    // The units that come while the group runs join it, up to the limit, unless a read (or
+                    // a close) waits for the connection: then it commits and makes way.
+                    while answers.count < Self.groupLimit, answers.isEmpty || !gate.hasWaiters,
+                        let job = groups.withLock({ $0.waiting.isEmpty ? nil : $0.waiting.removeFirst() })
+                    {
+                        answers.append(await job.execute(connection))
+                        // SQLite ends the transaction itself on some errors (a full disk, an I/O error).
+                        guard handle.inTransaction else {
+                            throw SQLiteFailure(code: SQLITE_ABORT, message: "the transaction was rolled back")
+                        }
+                    }
+                    try await connection.run(StoreStatements.commit)
+                    self.commits.add(1, ordering: .relaxed)
+                    outcome = .success(())
+                } catch {
+                    if handle.inTransaction { try? await connection.run(StoreStatements.rollback) }
+                    outcome = .failure(error)
+                }
+                // Units still waiting run in the next group.
+                for answer in answers { answer(outcome) }
+            }
         }
     }
 
     private static let begin = Statement("BEGIN IMMEDIATE")
+    private static let savepoint = Statement("SAVEPOINT unit")
+    private static let rollbackToSavepoint = Statement("ROLLBACK TO unit")
+    private static let releaseSavepoint = Statement("RELEASE unit")
 
     func withSession<T: Sendable>(_ body: @escaping @Sendable (DriverConnection) async throws -> T) async throws -> T {
         try await withTaskExecutorPreference(thread) { [gate, handle] in
@@ -47,9 +144,16 @@ final class SQLiteBackend: DatabaseBackend {
 }
 
 /// A FIFO async mutex: one holder at a time, waiters resumed in arrival order.
-actor AsyncGate {
-    private var busy = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+final class AsyncGate: Sendable {
+    private struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Whether someone waits for the gate (its holder may then make way).
+    var hasWaiters: Bool { state.withLock { !$0.waiters.isEmpty } }
 
     func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         await acquire()
@@ -58,14 +162,33 @@ actor AsyncGate {
     }
 
     private func acquire() async {
-        if !busy {
-            busy = true
-            return
+        let free = state.withLock { s in
+            defer { s.busy = true }
+            return !s.busy
         }
-        await withCheckedContinuation { waiters.append($0) }
+        if free { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s in
+                // Released since the look above.
+                guard s.busy else {
+                    s.busy = true
+                    return true
+                }
+                s.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 
     private func release() {
-        if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard !s.waiters.isEmpty else {
+                s.busy = false
+                return nil
+            }
+            return s.waiters.removeFirst()
+        }
+        next?.resume()
     }
 }

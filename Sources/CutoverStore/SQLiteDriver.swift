@@ -95,6 +95,9 @@ final class SQLiteHandle: @unchecked Sendable {
         try check(sqlite_nio_sqlite3_exec(db, sql, nil, nil, nil))
     }
 
+    /// Whether a transaction is open (SQLite ends one by itself on some errors).
+    var inTransaction: Bool { db != nil && sqlite_nio_sqlite3_get_autocommit(db) == 0 }
+
     func close() {
         for statement in statements.values { sqlite_nio_sqlite3_finalize(statement) }
         statements.removeAll()
