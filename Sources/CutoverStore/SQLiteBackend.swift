@@ -46,10 +46,11 @@ final class SQLiteBackend: DatabaseBackend {
 
     /// Transactions commit in groups: the units of work that come while a group runs join it (up to
     /// `groupLimit`, and until a read waits for the connection), each in a savepoint of one transaction,
-    /// one after another as before, and every caller is answered once the group has committed. The commit's work (writing the changed pages to the WAL, which a
-    /// page changed by several units pays once) and the thread switches are shared: measured at 16
-    /// concurrent clients, a quarter to a third less CPU per registration, create and promote. A unit
-    /// that fails, or a dry run, is rolled back to its savepoint alone; a failed commit fails the group.
+    /// one after another as before, and every caller is answered once the group has committed. The
+    /// commit's work (writing the changed pages to the WAL, which a page changed by several units pays
+    /// once) is shared: measured at 16 concurrent clients, a sixth to a third less CPU per registration,
+    /// create and promote. A unit that fails, or a dry run, is rolled back to its savepoint alone; a
+    /// group whose transaction fails fails every caller in it.
     func withTransaction<T: Sendable>(
         rollback: Bool, _ body: @escaping @Sendable (DriverConnection) async throws -> T
     ) async throws -> T {

@@ -20,6 +20,24 @@ import Testing
         try await backend.withSession { try await $0.rows(Statement("SELECT name FROM t ORDER BY name")).map { try $0.text() } }
     }
 
+    /// Starts a group with one unit that inserts `name` (when given) and holds the group open until
+    /// `release` is called; returns once it runs.
+    static func holdingAGroup(
+        _ backend: SQLiteBackend, inserting name: String?
+    ) async throws -> (release: @Sendable () -> Void, unit: Task<Void, any Error>) {
+        let (held, release) = AsyncStream<Void>.makeStream()
+        let started = Flag()
+        let unit = Task {
+            try await backend.withTransaction(rollback: false) { connection in
+                if let name { try await connection.run(Self.insert, [.text(name)]) }
+                started.value.withLock { $0 = true }
+                for await _ in held { break }
+            }
+        }
+        _ = try await eventually("the group's first unit running") { started.value.withLock { $0 } ? true : nil }
+        return ({ release.yield() }, unit)
+    }
+
     static let insert = Statement("INSERT INTO t (name) VALUES ($1)")
     static let count = Statement("SELECT COUNT(*) FROM t")
     struct Refused: Error {}
@@ -33,19 +51,9 @@ import Testing
     @Test func unitsThatCameMeanwhileCommitTogetherAndEachFailureIsItsOwn() async throws {
         let (backend, directory) = try Self.backend()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (held, release) = AsyncStream<Void>.makeStream()
-        let started = Flag()
+        // The group's first unit, held open until the others all wait: they join its group.
+        let (release, first) = try await Self.holdingAGroup(backend, inserting: "first")
         let outcomes = try await withThrowingTaskGroup(of: (Int, Outcome).self) { group in
-            // The group's first unit, held open until the others all wait: they join its group.
-            group.addTask {
-                try await backend.withTransaction(rollback: false) { connection in
-                    try await connection.run(Self.insert, [.text("first")])
-                    started.value.withLock { $0 = true }
-                    for await _ in held { break }
-                }
-                return (-1, .committed)
-            }
-            _ = try await eventually("the first unit running") { started.value.withLock { $0 } ? true : nil }
             for i in 0..<30 {
                 group.addTask {
                     do {
@@ -78,11 +86,12 @@ import Testing
             _ = try await eventually("thirty units waiting") {
                 backend.waitingUnits == 30 ? true : nil
             }
-            release.yield()
+            release()
             var all: [Int: Outcome] = [:]
             for try await (i, outcome) in group { all[i] = outcome }
             return all
         }
+        try await first.value
         #expect(backend.commits.load(ordering: .relaxed) == 1, "the thirty waiting units joined the group")
         let kept = (0..<30).filter { ![3, 5, 7].contains($0 % 10) }.map { "unit-\($0)" } + ["first", "twin"]
         #expect(try await Self.names(backend) == kept.sorted())
@@ -105,18 +114,8 @@ import Testing
     @Test func aTransactionSQLiteEndedFailsTheWholeGroup() async throws {
         let (backend, directory) = try Self.backend()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (held, release) = AsyncStream<Void>.makeStream()
-        let started = Flag()
+        let (release, first) = try await Self.holdingAGroup(backend, inserting: nil)
         let failures = try await withThrowingTaskGroup(of: Bool.self) { group in
-            // The group's first unit, failed with the rest of its group.
-            group.addTask {
-                let ran: Void? = try? await backend.withTransaction(rollback: false) { _ in
-                    started.value.withLock { $0 = true }
-                    for await _ in held { break }
-                }
-                return ran == nil
-            }
-            _ = try await eventually("the first unit running") { started.value.withLock { $0 } ? true : nil }
             for i in 0..<6 {
                 group.addTask {
                     do {
@@ -132,10 +131,11 @@ import Testing
                 }
                 _ = try await eventually("unit \(i) waiting") { backend.waitingUnits == i + 1 ? true : nil }
             }
-            release.yield()
+            release()
             return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
-        #expect(failures == 4)
+        await #expect(throws: SQLiteFailure.self) { try await first.value }
+        #expect(failures == 3)
         #expect(try await Self.names(backend) == ["unit-3", "unit-4", "unit-5"])
         #expect(backend.commits.load(ordering: .relaxed) == 1)
         try await backend.close()
@@ -146,23 +146,14 @@ import Testing
     @Test func aWaitingReadEndsTheGroup() async throws {
         let (backend, directory) = try Self.backend()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (held, release) = AsyncStream<Void>.makeStream()
-        let started = Flag()
-        let first = Task {
-            try await backend.withTransaction(rollback: false) { connection in
-                try await connection.run(Self.insert, [.text("first")])
-                started.value.withLock { $0 = true }
-                for await _ in held { break }
-            }
-        }
-        _ = try await eventually("the first unit running") { started.value.withLock { $0 } ? true : nil }
+        let (release, first) = try await Self.holdingAGroup(backend, inserting: "first")
         let writes = (0..<5).map { i in
             Task { try await backend.withTransaction(rollback: false) { try await $0.run(Self.insert, [.text("unit-\(i)")]) } }
         }
         _ = try await eventually("five units waiting") { backend.waitingUnits == 5 ? true : nil }
         let read = Task { try await backend.withSession { try await $0.rows(Self.count)[0].int() } }
         _ = try await eventually("the read waiting") { backend.gateHasWaiters ? true : nil }
-        release.yield()
+        release()
         #expect(try await read.value == 1)
         try await first.value
         for write in writes { try await write.value }
