@@ -26,6 +26,8 @@ final class SQLiteBackend: DatabaseBackend {
     /// gives what answers its caller once the group has committed or failed.
     private struct Job: Sendable {
         var execute: @Sendable (DriverConnection) async -> @Sendable (Result<Void, any Error>) -> Void
+        /// Answers the caller without running its unit: no transaction could be begun.
+        var fail: @Sendable (any Error) -> Void
     }
 
     private struct Groups {
@@ -77,7 +79,7 @@ final class SQLiteBackend: DatabaseBackend {
                     case (_, let own): caller.resume(with: own)
                     }
                 }
-            })
+            }, fail: { caller.resume(throwing: $0) })
             let start = groups.withLock { g in
                 g.waiting.append(job)
                 defer { g.running = true }
@@ -99,6 +101,16 @@ final class SQLiteBackend: DatabaseBackend {
                 let outcome: Result<Void, any Error>
                 do {
                     try await connection.run(Self.begin)
+                } catch {
+                    // The connection is closed, or SQLite refused to begin: the units waiting now fail.
+                    let waiting = groups.withLock { g in
+                        defer { g.waiting.removeAll() }
+                        return g.waiting
+                    }
+                    for job in waiting { job.fail(error) }
+                    return
+                }
+                do {
                     // The units that come while the group runs join it, up to the limit, unless a read (or
                     // a close) waits for the connection: then it commits and makes way.
                     while answers.count < Self.groupLimit, answers.isEmpty || !gate.hasWaiters,

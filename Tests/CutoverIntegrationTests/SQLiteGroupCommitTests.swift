@@ -161,4 +161,15 @@ import Testing
         #expect(try await Self.names(backend).count == 6)
         try await backend.close()
     }
+
+    /// A unit of work that comes after the backend closed fails at once.
+    @Test func aUnitAfterCloseFails() async throws {
+        let (backend, directory) = try Self.backend()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await backend.close()
+        await #expect(throws: SQLiteFailure.self) {
+            try await backend.withTransaction(rollback: false) { try await $0.run(Self.insert, [.text("late")]) }
+        }
+        #expect(backend.waitingUnits == 0)
+    }
 }
