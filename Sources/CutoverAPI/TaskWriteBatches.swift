@@ -38,14 +38,9 @@ final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: 
         var continuation: CheckedContinuation<Wake, Never>?
     }
 
-    /// A task with a batch running, and the callers waiting.
-    private struct Line {
-        var waiting: [Entry] = []
-    }
-
     private struct State {
         /// The tasks with a batch running, each with the callers waiting, first come first.
-        var lines: [String: Line] = [:]
+        var lines: [String: [Entry]] = [:]
         var nextId: UInt64 = 0
     }
 
@@ -79,15 +74,15 @@ final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: 
                     guard !Task.isCancelled else { return .done(.failure(CancellationError())) }
                     // A batch finished since the look above.
                     if takeFree(task, &s) { return .lead([entry]) }
-                    s.lines[task]!.waiting.append(entry)
+                    s.lines[task]!.append(entry)
                     return nil
                 }
                 if let outcome { continuation.resume(returning: outcome) }
             }
         } onCancel: {
             let removed = state.withLock { s -> Entry? in
-                guard let index = s.lines[task]?.waiting.firstIndex(where: { $0.id == id }) else { return nil }
-                return s.lines[task]!.waiting.remove(at: index)
+                guard let index = s.lines[task]?.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.lines[task]!.remove(at: index)
             }
             removed?.continuation?.resume(returning: .done(.failure(CancellationError())))
         }
@@ -100,7 +95,7 @@ final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: 
     /// Starts a batch on `task` when none runs; false when the caller must wait.
     private func takeFree(_ task: String, _ s: inout State) -> Bool {
         guard s.lines[task] == nil else { return false }
-        s.lines[task] = Line()
+        s.lines[task] = []
         return true
     }
 
@@ -123,12 +118,12 @@ final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: 
             entry.continuation?.resume(returning: .done(checked.map { $0[index] }))
         }
         let next = state.withLock { s -> [Entry]? in
-            guard let waiting = s.lines[task]?.waiting, !waiting.isEmpty else {
+            guard let waiting = s.lines[task], !waiting.isEmpty else {
                 s.lines[task] = nil
                 return nil
             }
             let count = batchLength(waiting)
-            s.lines[task]!.waiting.removeFirst(count)
+            s.lines[task]!.removeFirst(count)
             return Array(waiting.prefix(count))
         }
         if let next { next[0].continuation?.resume(returning: .lead(next)) }
@@ -158,5 +153,5 @@ final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: 
     var busyTasks: Int { state.withLock { $0.lines.count } }
 
     /// How many callers wait on `task` (tests).
-    func waiting(on task: String) -> Int { state.withLock { $0.lines[task]?.waiting.count ?? 0 } }
+    func waiting(on task: String) -> Int { state.withLock { $0.lines[task]?.count ?? 0 } }
 }

@@ -44,7 +44,7 @@ extension StoreTransaction {
         taskId: String, agentId: String, routeDeploymentId: String?, pinned: Bool, affinity: Bool,
         params: [String: JSONValue]?, writes: [TaskWrite]
     ) async throws -> [ContinuedTask]? {
-        guard let last = writes.last else { return nil }
+        guard let latest = writes.map(\.at).max() else { return nil }
         // Each event's place among the events written here, 1 up (NULL for a write without one).
         var eventCount: Int64 = 0
         let places = writes.map { write -> Int64? in
@@ -55,10 +55,10 @@ extension StoreTransaction {
         guard dialect == .postgres else {
             return try await continueTaskOnSQLite(
                 taskId: taskId, agentId: agentId, routeDeploymentId: routeDeploymentId, pinned: pinned, affinity: affinity,
-                params: params, writes: writes, eventCount: eventCount, places: places)
+                params: params, writes: writes, latest: latest, eventCount: eventCount, places: places)
         }
         let rows = try await connection.rows(Self.continueTask, [
-            .text(taskId), .text(agentId), .time(writes.map(\.at).max() ?? last.at), .bool(pinned), .text(routeDeploymentId),
+            .text(taskId), .text(agentId), .time(latest), .bool(pinned), .text(routeDeploymentId),
             .bool(affinity), .texts(TextColumn(writes.map { $0.message?.id })),
             .texts(TextColumn(writes.map { $0.message.map { JSONCodec.string($0.content) } })),
             .texts(TextColumn(writes.map { $0.event?.id })),
@@ -79,41 +79,28 @@ extension StoreTransaction {
 
     private func continueTaskOnSQLite(
         taskId: String, agentId: String, routeDeploymentId: String?, pinned: Bool, affinity: Bool,
-        params: [String: JSONValue]?, writes: [TaskWrite], eventCount: Int64, places: [Int64?]
+        params: [String: JSONValue]?, writes: [TaskWrite], latest: Timestamp, eventCount: Int64, places: [Int64?]
     ) async throws -> [ContinuedTask]? {
         // The agent first: nothing is written for a call the caller's transaction then handles.
-        guard let agentRow = try await connection.rows(Self.agentById, [.text(agentId)]).first else { return nil }
-        var a = agentRow.reader
-        let agent = try Self.readAgent(&a)
+        guard let agent = try await agent(id: agentId) else { return nil }
         let updated = try await connection.rows(Self.continueTaskOnSQLite, [
-            .text(taskId), .text(agentId), .time(writes.map(\.at).max()), .bool(pinned), .text(routeDeploymentId),
+            .text(taskId), .text(agentId), .time(latest), .bool(pinned), .text(routeDeploymentId),
             .bool(affinity), .text(try Self.encode(params)), .int(eventCount),
         ])
         guard let row = updated.first else { return nil }
         var r = row.reader
         let task = try Self.readTask(&r)
         let lastSequence = try r.int()
-        for (write, place) in zip(writes, places) {
-            if let message = write.message {
-                _ = try await connection.rows(Self.insertTaskMessage, [
-                    .text(message.id), .text(taskId), .text(JSONCodec.string(message.content)), .time(write.at),
-                ])
-            }
-            if let event = write.event, let place {
-                _ = try await connection.rows(Self.insertTaskEvent, [
-                    .text(event.id), .text(taskId), .text(agentId), .int(lastSequence - eventCount + place),
-                    .text(event.content.map(JSONCodec.string)), .time(write.at),
-                ])
-            }
-        }
         var ownerURL: String?
-        if let owner = task.deploymentId, let row = try await connection.rows(Self.deploymentURL, [.text(owner)]).first {
-            var u = row.reader
-            ownerURL = try u.optionalText()
-        }
-        return Self.continued(
+        if let owner = task.deploymentId { ownerURL = try await deployment(id: owner)?.acpURL }
+        let continued = Self.continued(
             taskId: taskId, agentId: agentId, agent: agent, task: task, ownerURL: ownerURL, writes: writes,
             places: places, eventCount: eventCount, lastSequence: lastSequence)
+        for (write, result) in zip(writes, continued) {
+            if let message = write.message { try await insertTaskMessage(message) }
+            if let event = result.event { try await insertTaskEvent(event) }
+        }
+        return continued
     }
 
     private static func continued(
@@ -172,11 +159,6 @@ extension StoreTransaction {
                 AND d.acp_url IS NOT NULL FROM deployments d WHERE d.id = tasks.deployment_id)))
         RETURNING \(taskColumns), event_count
         """)
-    static let insertTaskMessage = Statement(
-        "INSERT INTO task_messages (\(taskMessageColumns)) VALUES ($1, $2, $3, 'DONE', $4, $4)")
-    static let insertTaskEvent = Statement("INSERT INTO task_events (\(taskEventColumns)) VALUES ($1, $2, $3, $4, $5, $6)")
-    static let agentById = Statement("SELECT \(agentColumns) FROM agents WHERE id = $1")
-    static let deploymentURL = Statement("SELECT acp_url FROM deployments WHERE id = $1")
 
     /// Creates `task` (no name: nothing to look up) with its tracker; the agent, or nil when there is none.
     public func createTaskInOneStatement(_ task: AgentTask) async throws -> Agent? {

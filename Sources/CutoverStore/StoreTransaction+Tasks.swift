@@ -87,12 +87,20 @@ extension StoreTransaction {
         let event = TaskEvent(
             id: Identifiers.uuid(), taskId: taskId, agentId: agentId,
             sequenceId: try row.int(), content: content, createdAt: now)
-        try await run("""
-            INSERT INTO task_events (\(unsafeRaw: Self.taskEventColumns)) VALUES (\(bind: event.id), \(bind: taskId), \
-            \(bind: agentId), \(bind: event.sequenceId), \(bind: content.map(JSONCodec.string)), \(bind: now.microseconds))
-            """)
+        try await insertTaskEvent(event)
         return event
     }
+
+    /// Stores `event` as it is, its sequence id included.
+    func insertTaskEvent(_ event: TaskEvent) async throws {
+        _ = try await rows(Self.insertTaskEvent, [
+            .text(event.id), .text(event.taskId), .text(event.agentId), .int(event.sequenceId),
+            .text(event.content.map(JSONCodec.string)), .time(event.createdAt),
+        ])
+    }
+
+    private static let insertTaskEvent = Statement(
+        "INSERT INTO task_events (\(taskEventColumns)) VALUES ($1, $2, $3, $4, $5, $6)")
 
     public func taskEvent(id: String) async throws -> TaskEvent? {
         try await rows("SELECT \(unsafeRaw: Self.taskEventColumns) FROM task_events WHERE id = \(bind: id)").first.map(Self.decodeTaskEvent)
@@ -113,12 +121,14 @@ extension StoreTransaction {
     static let taskMessageColumns = "id, task_id, content, streaming_status, created_at, updated_at"
 
     public func insertTaskMessage(_ message: TaskMessage) async throws {
-        try await run("""
-            INSERT INTO task_messages (\(unsafeRaw: Self.taskMessageColumns)) VALUES (\(bind: message.id), \
-            \(bind: message.taskId), \(bind: JSONCodec.string(message.content)), \(bind: message.streamingStatus?.rawValue), \
-            \(bind: message.createdAt.microseconds), \(bind: message.updatedAt.microseconds))
-            """)
+        _ = try await rows(Self.insertTaskMessage, [
+            .text(message.id), .text(message.taskId), .text(JSONCodec.string(message.content)),
+            .text(message.streamingStatus?.rawValue), .time(message.createdAt), .time(message.updatedAt),
+        ])
     }
+
+    private static let insertTaskMessage = Statement(
+        "INSERT INTO task_messages (\(taskMessageColumns)) VALUES ($1, $2, $3, $4, $5, $6)")
 
     /// Writes content, streaming_status and updated_at (a message never changes task).
     public func updateTaskMessage(_ message: TaskMessage) async throws {
