@@ -129,6 +129,7 @@ struct AgentTurnTests {
             let session = try await PostgresConnection.connect(configuration: configuration, id: 99, logger: logger)
             defer { Task { try? await session.close() } }
             // Another session holds the agent's turn; each promote then waits in line before the next is sent.
+            // pg_locks is the whole server's: the tests running beside this one wait in databases of their own.
             let turn = "SELECT pg_advisory_lock(\(StoreTransaction.agentTurnLockClass), hashtext('\(agentId)'))"
             _ = try await session.query(PostgresQuery(unsafeSQL: turn), logger: logger).collect()
             let order = ["green", "blue", "green", "blue", "green"]
@@ -138,7 +139,8 @@ struct AgentTurnTests {
                     _ = try await eventually("promote \(i + 1) waiting for its turn") { () -> Bool? in
                         let waiting = try await session.query(PostgresQuery(unsafeSQL: """
                             SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = \
-                            \(StoreTransaction.agentTurnLockClass) AND NOT granted
+                            \(StoreTransaction.agentTurnLockClass) AND NOT granted AND database = \
+                            (SELECT oid FROM pg_database WHERE datname = current_database())
                             """), logger: logger).collect().first?.decode(Int.self)
                         return waiting == i + 1 ? true : nil
                     }
