@@ -308,10 +308,12 @@ struct HardeningTests {
             let start = ContinuousClock.now
             var request = "\(method) \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             if let body { request += "Content-Length: \(body.utf8.count)\r\n\r\n\(body)" } else { request += "\r\n" }
-            let answer = try await RawHTTP.exchange(port: server.port, request)
+            let answer = try await RawHTTP.exchange(port: server.port, request, timeout: .seconds(15))
             #expect(answer.status == 503, "\(path): \(answer.head) \(answer.body)")
-            // About 2 s is the promise; the bound is generous for a loaded machine.
-            #expect(ContinuousClock.now - start < .seconds(3), "\(path) answered within about 2 s")
+            // The refusal is answered at once (tens of milliseconds alone), where PostgresNIO's own pool
+            // kept a request waiting up to a minute. The bound is far from both: amid the whole suite on
+            // two cores these requests took up to 3.6 s, in the server's busy event loops.
+            #expect(ContinuousClock.now - start < .seconds(10), "\(path) answered without waiting for the database")
             #expect(answer.json["code"] == 503)
         }
         await #expect(throws: DatabaseUnavailable.self) { try await store.migrate() }
