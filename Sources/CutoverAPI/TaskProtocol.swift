@@ -400,15 +400,20 @@ struct TaskProtocol: Sendable {
     }
 
     /// A streamed `message/send`: each line of the pod reaches the client as it arrives, re-addressed to
-    /// the client's id, with the stored message as its `parent_task_message`; messages are written when
-    /// they appear and when they complete.
+    /// the client's id, with its message as its `parent_task_message`. Messages are written when they
+    /// appear and when they complete, in order, behind the lines: a line does not wait for its write (a
+    /// database round trip on the first line's path), and the stream ends only once every write is done,
+    /// so a client that has read the whole stream reads the messages stored. A failed write cuts the
+    /// stream at its end, instead of the clean end of a chunked body.
     private func streamMessages(_ upstream: Upstream, clientId: JSONValue, _ p: Prepared) -> Response {
         let store = deps.store
         let taskId = p.task.id
         let body = ResponseBody { writer in
             var stream = MessageStream()
             var stored: [Int: TaskMessage] = [:]
-            func apply(_ actions: [MessageStream.Action]) async throws {
+            // The latest write; each waits for the one before it.
+            var writing: Task<Void, any Error>?
+            func apply(_ actions: [MessageStream.Action]) {
                 guard !actions.isEmpty else { return }
                 let now = Timestamp.now()
                 var writes: [(TaskMessage, Bool)] = []
@@ -429,8 +434,11 @@ struct TaskProtocol: Sendable {
                         writes.append((message, false))
                     }
                 }
-                // The line waits for its message to be stored.
-                try await Self.write(writes, to: store)
+                let previous = writing
+                writing = Task { [writes] in
+                    try await previous?.value
+                    try await Self.write(writes, to: store)
+                }
             }
             func send(_ value: JSONValue) async throws {
                 var buffer = ByteBuffer(bytes: JSONCodec.serialize(value))
@@ -447,7 +455,7 @@ struct TaskProtocol: Sendable {
                     try await send(failure.body(id: clientId))
                     return
                 }
-                try await apply(stream.consume(update))
+                apply(stream.consume(update))
                 var result = update.objectValue ?? [:]
                 let index = result["index"].flatMap { if case .number(let n) = $0 { Int(exactly: n) } else { nil } } ?? 0
                 if let parent = stored[index] { result["parent_task_message"] = TaskWire.message(parent) }
@@ -469,12 +477,13 @@ struct TaskProtocol: Sendable {
                     }
                 } catch {
                     // Cut (the agent fell silent, or the client left): what was said so far is kept, complete.
-                    try? await apply(stream.finish())
+                    apply(stream.finish())
                     throw error
                 }
             }
             for line in pending.split(separator: UInt8(ascii: "\n")) { try await handle(line) }
-            try await apply(stream.finish())
+            apply(stream.finish())
+            try await writing?.value
             try await writer.finish(nil)
         }
         var headers: HTTPFields = [.contentType: "application/x-ndjson"]

@@ -2,7 +2,10 @@ import AsyncHTTPClient
 import CutoverCore
 import Hummingbird
 import NIOCore
+import Logging
+import PostgresNIO
 import CutoverStore
+import Synchronization
 import Testing
 
 /// The task methods of the `/rpc` routes against a pod that validates and answers like an agentex-sdk pod.
@@ -145,6 +148,63 @@ struct TaskRPCTests {
             }
             let text = agentMessage["content"]?.objectValue?["content"]?.stringValue ?? ""
             #expect(text.hasPrefix("echo:") && text.count < "echo: one two three four five six".count, "\(text)")
+        }
+    }
+
+    /// A streamed line does not wait for its message's write, and the stream does not end before the
+    /// writes have: another session holds the agent's message while its last line is sent.
+    @Test(arguments: Backend.postgresOnly)
+    func streamedLinesGoAheadOfTheirWritesAndTheEndWaitsForThem(_ backend: Backend) async throws {
+        let pod = try await SDKPodStandIn.start(wordGap: .milliseconds(600))
+        defer { Task { await pod.stop() } }
+        try await Harness.with(backend, .init(policy: .init(probe: .none))) { h in
+            _ = try await h.register("writer", url: pod.url, deploymentId: "w1", acpType: "sync")
+            _ = try await eventually("w1 in production") { try await h.agent(named: "writer")?.productionDeploymentId }
+            let created = try await h.request(.POST, "/agents/name/writer/rpc", json: rpc("task/create", ["name": "chat"]))
+            let taskId = try #require(created["result"]?.objectValue?["id"]?.stringValue)
+            let logger = Logger(label: "test")
+            let session = try await PostgresConnection.connect(
+                configuration: try #require(h.store.postgresConfiguration), id: 98, logger: logger)
+            defer { Task { try? await session.close() } }
+
+            var request = HTTPClientRequest(url: h.baseURL + "/agents/name/writer/rpc")
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(bytes: JSONCodec.serialize(rpc("message/send", [
+                "task_id": .string(taskId), "stream": true,
+                "content": ["type": "text", "author": "user", "content": "one two three four"],
+            ]))))
+            let response = try await Harness.http.execute(request, timeout: .seconds(10))
+            final class Received: Sendable {
+                let text = Mutex("")
+                let ended = Mutex(false)
+            }
+            let received = Received()
+            let reader = Task {
+                for try await chunk in response.body { received.text.withLock { $0 += String(buffer: chunk) } }
+                received.ended.withLock { $0 = true }
+            }
+            defer { reader.cancel() }
+            func seen(_ what: String) async throws {
+                _ = try await eventually(within: .seconds(10), what) { received.text.withLock { $0.contains(what) } ? true : nil }
+            }
+            try await seen("\n")
+            // The first line announced the agent's message: once it is stored (words come 0.6 s apart), hold it.
+            let messageId = try await eventually("the agent's message stored") { () -> String? in
+                let stored = try await h.get("/messages?task_id=\(taskId)&order_direction=asc").array
+                return stored.count == 2 ? stored[1]["id"]?.stringValue : nil
+            }
+            _ = try await session.query("BEGIN", logger: logger).collect()
+            _ = try await session.query("SELECT id FROM task_messages WHERE id = \(messageId) FOR UPDATE", logger: logger).collect()
+            // The last line comes while its write waits.
+            try await seen(#""type":"full""#)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(!received.ended.withLock { $0 }, "the stream did not end before its last write")
+            _ = try await session.query("COMMIT", logger: logger).collect()
+            try await reader.value
+            let stored = try await h.get("/messages?task_id=\(taskId)&order_direction=asc").array
+            #expect(stored.count == 2)
+            #expect(stored.last?["streaming_status"] == "DONE")
+            #expect(stored.last?["content"]?.objectValue?["content"] == "echo: one two three four")
         }
     }
 
