@@ -285,6 +285,8 @@ struct TaskProtocol: Sendable {
                     throw failure
                 } catch let error as HTTPClientError where error == .readTimeout || error == .deadlineExceeded {
                     throw JSONRPC.Failure(.upstreamTimeout, 504, "the agent fell silent in the middle of its answer", data: data)
+                } catch is UpstreamClient.ReadTimeout {
+                    throw JSONRPC.Failure(.upstreamTimeout, 504, "the agent fell silent in the middle of its answer", data: data)
                 } catch {
                     throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent's answer broke off: \(error)", data: data)
                 }

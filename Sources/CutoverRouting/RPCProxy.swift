@@ -16,20 +16,34 @@ public struct ProxiedResponse: Sendable {
     public var body: Body
 }
 
-/// An agent's streamed answer, passed through as it arrives. A silence longer than the client's idle read
+/// An agent's streamed answer, passed through as it arrives (from `UpstreamClient` for an `http` agent,
+/// from the general client for an `https` one). A silence longer than the client's idle read
 /// timeout ends it with an error (the stream is cut, which the client sees) and calls `onStall`.
 public struct UpstreamBody: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
-    let body: HTTPClientResponse.Body
+    var body: HTTPClientResponse.Body?
+    var stream: UpstreamClient.Body?
     public var onStall: @Sendable () -> Void = {}
 
+    init(body: HTTPClientResponse.Body) { self.body = body }
+    init(stream: UpstreamClient.Body) { self.stream = stream }
+
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var inner: HTTPClientResponse.Body.AsyncIterator
+        var inner: HTTPClientResponse.Body.AsyncIterator?
+        var other: UpstreamClient.Body.AsyncIterator?
         let onStall: @Sendable () -> Void
 
         public mutating func next() async throws -> ByteBuffer? {
+            if other != nil {
+                do {
+                    return try await other!.next()
+                } catch let error as UpstreamClient.ReadTimeout {
+                    onStall()
+                    throw error
+                }
+            }
             do {
-                return try await inner.next()
+                return try await inner!.next()
             } catch let error as HTTPClientError where error == .readTimeout {
                 onStall()
                 throw error
@@ -38,23 +52,60 @@ public struct UpstreamBody: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(inner: body.makeAsyncIterator(), onStall: onStall)
+        AsyncIterator(inner: body?.makeAsyncIterator(), other: stream?.makeAsyncIterator(), onStall: onStall)
     }
 }
 
-/// Sends the platform's envelope to `{acp_url}/api` over one shared, pooled HTTP client (made by
-/// `Outbound.makeClient`, whose idle read timeout bounds every silence inside an answer).
+/// Sends the platform's envelope to `{acp_url}/api`: over Cutover's own keep-alive connections
+/// (`UpstreamClient`) for `http` agents, over the shared pooled HTTP client (made by
+/// `Outbound.makeClient`) for `https` ones. Either way the idle read timeout bounds the wait for the
+/// answer's head and every silence inside its body.
 public struct RPCProxy: Sendable {
     let client: HTTPClient
+    let upstream: UpstreamClient
     let timeout: Duration
 
-    public init(client: HTTPClient, timeout: Duration) {
+    public init(client: HTTPClient, upstream: UpstreamClient, timeout: Duration) {
         self.client = client
+        self.upstream = upstream
         self.timeout = timeout
     }
 
     /// `errorData` names the agent and deployment in any JSON-RPC error.
     public func forward(
+        body: ByteBuffer, to acpURL: String, headers: [(String, String)], errorData: [String: JSONValue]
+    ) async throws(JSONRPC.Failure) -> ProxiedResponse {
+        let url = URLPath.join(acpURL, "/api")
+        guard let target = UpstreamClient.Target(url: url) else {
+            return try await forwardOverHTTPS(body: body, to: acpURL, headers: headers, errorData: errorData)
+        }
+        do {
+            let response = try await upstream.execute(
+                target, headers: headers, body: body, idleRead: .microseconds(timeout.microseconds))
+            if let length = response.headers.first(name: "content-length").flatMap(Int.init), length <= Self.wholeLimit,
+                !Self.isStreaming(response.headers.first(name: "content-type"))
+            {
+                var whole = ByteBuffer()
+                for try await part in response.body { whole.writeImmutableBuffer(part) }
+                return ProxiedResponse(status: response.status, body: .complete(whole))
+            }
+            return ProxiedResponse(status: response.status, body: .stream(UpstreamBody(stream: response.body)))
+        } catch is UpstreamClient.ReadTimeout {
+            throw JSONRPC.Failure(
+                .upstreamTimeout, 504, "the agent did not answer within \(timeout.formatted)", data: errorData)
+        } catch ChannelError.connectTimeout {
+            throw JSONRPC.Failure(
+                .upstreamTimeout, 504, "the agent did not answer within \(timeout.formatted)", data: errorData)
+        } catch where Task.isCancelled {
+            throw JSONRPC.Failure(.upstreamUnreachable, 502, "the request was cancelled", data: errorData)
+        } catch {
+            throw JSONRPC.Failure(
+                .upstreamUnreachable, 502, "the agent is unreachable: \(Outbound.describe(error, url: acpURL))",
+                data: errorData)
+        }
+    }
+
+    private func forwardOverHTTPS(
         body: ByteBuffer, to acpURL: String, headers: [(String, String)], errorData: [String: JSONValue]
     ) async throws(JSONRPC.Failure) -> ProxiedResponse {
         var request = HTTPClientRequest(url: URLPath.join(acpURL, "/api"))

@@ -54,6 +54,8 @@ public struct CutoverApp {
     public let controlPlane: ControlPlane
     public let routes: RouteTable
     public let httpClient: HTTPClient
+    /// The RPC path's own connections to `http` agents.
+    let upstream = UpstreamClient()
     public let deployments: ControllerLoop<DeploymentReconciler>
     public let retention: ControllerLoop<RetentionReconciler>
     public let router: Router<APIRequestContext>
@@ -99,7 +101,7 @@ public struct CutoverApp {
                     return render()
                 }
             },
-            proxy: RPCProxy(client: httpClient, timeout: options.rpcTimeout),
+            proxy: RPCProxy(client: httpClient, upstream: upstream, timeout: options.rpcTimeout),
             routes: routes)
         if let listener { dependencies.hearsChanges = { listener.isListening } }
         dependencies.taskAffinity = options.taskAffinity
@@ -123,6 +125,7 @@ public struct CutoverApp {
         var services: [any Service] = [
             Closing { [store] in try? await store.close() },
             Closing { [httpClient] in try? await httpClient.shutdown() },
+            Closing { [upstream] in upstream.shutdown() },
         ]
         if let listener { services.append(listener) }
         if controllers { services += [deployments, retention] as [any Service] }

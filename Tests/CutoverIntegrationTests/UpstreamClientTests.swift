@@ -1,0 +1,119 @@
+import CutoverRouting
+import NIOCore
+import Testing
+
+/// HTTP/1.1 of the client that forwards RPCs to agents, against a server that answers with scripted bytes.
+@Suite("Upstream client")
+struct UpstreamClientTests {
+    let client = UpstreamClient()
+
+    func call(_ server: ScriptedServer, _ text: String = "{}") async throws -> UpstreamClient.Response {
+        try await client.execute(
+            try #require(UpstreamClient.Target(url: "http://127.0.0.1:\(server.port)/api")),
+            headers: [("content-type", "application/json")], body: ByteBuffer(string: text), idleRead: .seconds(5))
+    }
+
+    func read(_ response: UpstreamClient.Response) async throws -> String {
+        var text = ""
+        for try await part in response.body { text += String(buffer: part) }
+        return text
+    }
+
+    static let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    @Test
+    func aConnectionIsReusedAfterACompleteAnswerAndEachRequestIsOneWrite() async throws {
+        let server = try ScriptedServer { _, _ in [.send(Self.ok)] }
+        defer { server.stop() }
+        for _ in 0..<3 {
+            let response = try await call(server, String(repeating: "x", count: 800))
+            #expect(response.status == 200)
+            #expect(try await read(response) == "ok")
+        }
+        #expect(server.recorded.connections == 1, "one keep-alive connection")
+        #expect(server.recorded.wholeInFirstRead == [true, true, true], "head and body in one flush")
+    }
+
+    @Test
+    func aChunkedAnswerArrivesChunkByChunkAndThenTheConnectionIsReused() async throws {
+        let server = try ScriptedServer { _, request in
+            request == 0
+                ? [.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\na\n\r\n"), .waitForRelease,
+                   .send("2\r\nb\n\r\n0\r\n\r\n")]
+                : [.send(Self.ok)]
+        }
+        defer { server.stop() }
+        let response = try await call(server)
+        let iterator = response.body.makeAsyncIterator()
+        let first = try await iterator.next()
+        #expect(first.map { String(buffer: $0) } == "a\n", "the first chunk before the server goes on")
+        server.releaseOnce()
+        var rest = ""
+        while let part = try await iterator.next() { rest += String(buffer: part) }
+        #expect(rest == "b\n")
+        #expect(try await read(try await call(server)) == "ok")
+        #expect(server.recorded.connections == 1)
+    }
+
+    @Test
+    func anAnswerWithConnectionCloseIsNotReused() async throws {
+        let server = try ScriptedServer { _, _ in [.send("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"), .close] }
+        defer { server.stop() }
+        #expect(try await read(try await call(server)) == "ok")
+        #expect(try await read(try await call(server)) == "ok")
+        #expect(server.recorded.connections == 2)
+    }
+
+    @Test
+    func anAnswerLeftUnfinishedClosesItsConnection() async throws {
+        let server = try ScriptedServer { connection, _ in
+            connection == 0
+                ? [.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\na\n\r\n"), .waitForRelease]
+                : [.send(Self.ok)]
+        }
+        defer { server.stop() }
+        let reader = Task {
+            let response = try await call(server)
+            let iterator = response.body.makeAsyncIterator()
+            _ = try await iterator.next()
+            try await Task.sleep(for: .seconds(30))
+        }
+        _ = try await eventually("the first connection") { server.recorded.connections == 1 ? true : nil }
+        try await Task.sleep(for: .milliseconds(100))
+        reader.cancel()
+        server.releaseOnce()
+        _ = try await eventually("the unfinished connection closed") { server.recorded.closedByClient == 1 ? true : nil }
+        #expect(try await read(try await call(server)) == "ok")
+        #expect(server.recorded.connections == 2, "never reused after an incomplete answer")
+    }
+
+    /// An agent faster than the client: the answer is read only as fast as it is consumed, so the agent
+    /// waits (its socket full) instead of Cutover holding the answer in memory.
+    @Test
+    func aFastAgentWaitsForASlowConsumer() async throws {
+        let server = try ScriptedServer { _, _ in
+            [.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), .sendChunks(count: 1024, size: 64 * 1024), .send("0\r\n\r\n")]
+        }
+        defer { server.stop() }
+        let response = try await call(server)
+        let iterator = response.body.makeAsyncIterator()
+        var read = try await iterator.next()?.readableBytes ?? 0
+        // 64 MiB would be sent in well under a second if nothing held the agent back.
+        try await Task.sleep(for: .milliseconds(700))
+        let taken = server.recorded.chunkBytesSent
+        #expect(taken < 24 * 1024 * 1024, "the agent waited: \(taken) bytes taken")
+        while let part = try await iterator.next() { read += part.readableBytes }
+        #expect(read == 1024 * 64 * 1024, "and the whole answer came through")
+    }
+
+    @Test
+    func aSilentAgentFailsWithTheReadTimeout() async throws {
+        let server = try ScriptedServer { _, _ in [.waitForRelease] }
+        defer { server.stop(); server.releaseOnce() }
+        await #expect(throws: UpstreamClient.ReadTimeout.self) {
+            _ = try await client.execute(
+                try #require(UpstreamClient.Target(url: "http://127.0.0.1:\(server.port)/api")),
+                headers: [], body: ByteBuffer(string: "{}"), idleRead: .milliseconds(200))
+        }
+    }
+}
