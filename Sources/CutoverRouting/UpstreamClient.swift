@@ -65,14 +65,28 @@ public final class UpstreamClient: Sendable {
         }
     }
 
+    /// The connection closed before anything of the request was written: safe to send on another.
+    struct NotSent: Error {}
+
     public func execute(
         _ target: Target, headers: [(String, String)], body: ByteBuffer, idleRead: TimeAmount
+    ) async throws -> Response {
+        do {
+            return try await execute(target, headers: headers, body: body, idleRead: idleRead, pooled: true)
+        } catch is NotSent where !Task.isCancelled {
+            // The pooled connection closed between being taken and being written to.
+            return try await execute(target, headers: headers, body: body, idleRead: idleRead, pooled: false)
+        }
+    }
+
+    private func execute(
+        _ target: Target, headers: [(String, String)], body: ByteBuffer, idleRead: TimeAmount, pooled: Bool
     ) async throws -> Response {
         let (host, port, path) = (target.host, target.port, target.path)
         // An idle connection on the calling event loop first (no hop), else any idle one.
         let current = MultiThreadedEventLoopGroup.currentEventLoop
         let key = "\(host):\(port)"
-        var channel: Channel? = idle.withLock { pool in
+        var channel: Channel? = !pooled ? nil : idle.withLock { pool in
             guard var list = pool[key] else { return nil }
             list.removeAll { !$0.isActive }
             let index = list.lastIndex { $0.eventLoop === current } ?? list.indices.last
@@ -108,7 +122,7 @@ public final class UpstreamClient: Sendable {
             try await withCheckedThrowingContinuation { continuation in
                 chosen.eventLoop.execute {
                     guard let handler = try? chosen.pipeline.syncOperations.handler(type: UpstreamHandler.self) else {
-                        continuation.resume(throwing: ChannelError.ioOnClosedChannel)
+                        continuation.resume(throwing: NotSent())
                         return
                     }
                     handler.start(request, continuation)
@@ -163,7 +177,7 @@ public final class UpstreamHandler: ChannelDuplexHandler, @unchecked Sendable {
 
     func start(_ request: Request, _ continuation: CheckedContinuation<UpstreamClient.Response, any Error>) {
         guard let context, context.channel.isActive else {
-            continuation.resume(throwing: ChannelError.ioOnClosedChannel)
+            continuation.resume(throwing: UpstreamClient.NotSent())
             return
         }
         self.request = request

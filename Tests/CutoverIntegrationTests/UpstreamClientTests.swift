@@ -64,6 +64,17 @@ struct UpstreamClientTests {
         #expect(server.recorded.connections == 2)
     }
 
+    /// Agents close idle keep-alive connections (uvicorn after 5 s): the next call must not be sent on one.
+    @Test
+    func aConnectionTheAgentClosedWhileIdleIsNotUsedAgain() async throws {
+        let server = try ScriptedServer { _, _ in [.send(Self.ok), .close] }
+        defer { server.stop() }
+        #expect(try await read(try await call(server)) == "ok")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await read(try await call(server)) == "ok")
+        #expect(server.recorded.connections == 2)
+    }
+
     @Test
     func anAnswerLeftUnfinishedClosesItsConnection() async throws {
         let server = try ScriptedServer { connection, _ in
