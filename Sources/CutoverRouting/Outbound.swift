@@ -8,7 +8,8 @@ import Glibc
 import Darwin
 #endif
 
-/// The one outbound HTTP client (RPC forwarding and readiness probes) and how its failures read.
+/// The general outbound HTTP client (readiness probes, and RPCs to `https` agents; `UpstreamClient` carries
+/// those to `http` ones) and how outbound failures read, for both.
 public enum Outbound {
     /// Pooled keep-alive connections, no redirects, no decompression. A refused connection fails the
     /// request at once instead of being retried until the connect timeout, and `idleRead` bounds every
