@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import CutoverCore
 import CutoverRouting
 import CutoverStore
@@ -283,9 +282,7 @@ struct TaskProtocol: Sendable {
                     }
                 } catch let failure as JSONRPC.Failure {
                     throw failure
-                } catch let error as HTTPClientError where error == .readTimeout || error == .deadlineExceeded {
-                    throw JSONRPC.Failure(.upstreamTimeout, 504, "the agent fell silent in the middle of its answer", data: data)
-                } catch is UpstreamClient.ReadTimeout {
+                } catch where Outbound.isTimeout(error) {
                     throw JSONRPC.Failure(.upstreamTimeout, 504, "the agent fell silent in the middle of its answer", data: data)
                 } catch {
                     throw JSONRPC.Failure(.upstreamUnreachable, 502, "the agent's answer broke off: \(error)", data: data)

@@ -26,6 +26,17 @@ public enum Outbound {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
+    /// Whether `error` is an outbound timeout, of either client: no connection in time, or an agent
+    /// silent past the idle read timeout (before its answer's head or inside its body).
+    public static func isTimeout(_ error: any Error) -> Bool {
+        if error is UpstreamClient.ReadTimeout { return true }
+        if let error = error as? HTTPClientError {
+            return error == .readTimeout || error == .deadlineExceeded || error == .connectTimeout
+        }
+        if case ChannelError.connectTimeout? = error as? ChannelError { return true }
+        return false
+    }
+
     /// Whether `error` is the agent's port refusing the connection.
     public static func isConnectionRefused(_ error: any Error) -> Bool {
         if let error = error as? IOError { return error.errnoCode == ECONNREFUSED }

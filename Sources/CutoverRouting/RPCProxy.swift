@@ -34,17 +34,10 @@ public struct UpstreamBody: AsyncSequence, Sendable {
         let onStall: @Sendable () -> Void
 
         public mutating func next() async throws -> ByteBuffer? {
-            if other != nil {
-                do {
-                    return try await other!.next()
-                } catch let error as UpstreamClient.ReadTimeout {
-                    onStall()
-                    throw error
-                }
-            }
             do {
+                if other != nil { return try await other!.next() }
                 return try await inner!.next()
-            } catch let error as HTTPClientError where error == .readTimeout {
+            } catch where error is UpstreamClient.ReadTimeout || (error as? HTTPClientError) == .readTimeout {
                 onStall()
                 throw error
             }
@@ -82,26 +75,18 @@ public struct RPCProxy: Sendable {
         do {
             let response = try await upstream.execute(
                 target, headers: headers, body: body, idleRead: .microseconds(timeout.microseconds))
-            if let length = response.headers.first(name: "content-length").flatMap(Int.init), length <= Self.wholeLimit,
-                !Self.isStreaming(response.headers.first(name: "content-type"))
-            {
+            if Self.isReadWhole(response.headers) {
                 var whole = ByteBuffer()
                 for try await part in response.body { whole.writeImmutableBuffer(part) }
                 return ProxiedResponse(status: response.status, body: .complete(whole))
             }
             return ProxiedResponse(status: response.status, body: .stream(UpstreamBody(stream: response.body)))
-        } catch is UpstreamClient.ReadTimeout {
-            throw JSONRPC.Failure(
-                .upstreamTimeout, 504, "the agent did not answer within \(timeout.formatted)", data: errorData)
-        } catch ChannelError.connectTimeout {
-            throw JSONRPC.Failure(
-                .upstreamTimeout, 504, "the agent did not answer within \(timeout.formatted)", data: errorData)
+        } catch where Outbound.isTimeout(error) {
+            throw timedOut(errorData)
         } catch where Task.isCancelled {
-            throw JSONRPC.Failure(.upstreamUnreachable, 502, "the request was cancelled", data: errorData)
+            throw Self.cancelled(errorData)
         } catch {
-            throw JSONRPC.Failure(
-                .upstreamUnreachable, 502, "the agent is unreachable: \(Outbound.describe(error, url: acpURL))",
-                data: errorData)
+            throw Self.unreachable(error, acpURL, errorData)
         }
     }
 
@@ -115,25 +100,37 @@ public struct RPCProxy: Sendable {
         do {
             let deadline = NIODeadline.now() + .microseconds(timeout.microseconds)
             let response = try await client.execute(request, deadline: deadline)
-            if let length = response.headers.first(name: "content-length").flatMap(Int.init), length <= Self.wholeLimit,
-                !Self.isStreaming(response.headers.first(name: "content-type"))
-            {
+            if Self.isReadWhole(response.headers) {
                 let body = try await response.body.collect(upTo: Self.wholeLimit)
                 return ProxiedResponse(status: Int(response.status.code), body: .complete(body))
             }
             return ProxiedResponse(status: Int(response.status.code), body: .stream(UpstreamBody(body: response.body)))
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout
-            || error == .connectTimeout
-        {
-            throw JSONRPC.Failure(
-                .upstreamTimeout, 504, "the agent did not answer within \(timeout.formatted)", data: errorData)
+        } catch where Outbound.isTimeout(error) {
+            throw timedOut(errorData)
         } catch is CancellationError {
-            throw JSONRPC.Failure(.upstreamUnreachable, 502, "the request was cancelled", data: errorData)
+            throw Self.cancelled(errorData)
         } catch {
-            throw JSONRPC.Failure(
-                .upstreamUnreachable, 502, "the agent is unreachable: \(Outbound.describe(error, url: acpURL))",
-                data: errorData)
+            throw Self.unreachable(error, acpURL, errorData)
         }
+    }
+
+    private func timedOut(_ data: [String: JSONValue]) -> JSONRPC.Failure {
+        JSONRPC.Failure(.upstreamTimeout, 504, "the agent did not answer within \(timeout.formatted)", data: data)
+    }
+
+    private static func cancelled(_ data: [String: JSONValue]) -> JSONRPC.Failure {
+        JSONRPC.Failure(.upstreamUnreachable, 502, "the request was cancelled", data: data)
+    }
+
+    private static func unreachable(_ error: any Error, _ acpURL: String, _ data: [String: JSONValue]) -> JSONRPC.Failure {
+        JSONRPC.Failure(
+            .upstreamUnreachable, 502, "the agent is unreachable: \(Outbound.describe(error, url: acpURL))", data: data)
+    }
+
+    /// A small answer of known length that is not a stream is read whole, so that it goes out in one write.
+    static func isReadWhole(_ headers: HTTPHeaders) -> Bool {
+        guard let length = headers.first(name: "content-length").flatMap(Int.init) else { return false }
+        return length <= wholeLimit && !isStreaming(headers.first(name: "content-type"))
     }
 
     static let wholeLimit = 64 * 1024

@@ -33,10 +33,10 @@ final class ScriptedServer: Sendable {
     private let release = DispatchSemaphore(value: 0)
 
     init(script: @escaping @Sendable (_ connection: Int, _ request: Int) -> [Step]) throws {
-        let socket = ServerSocketPort.bound()
-        guard let (fd, port) = socket, listen(fd, 16) == 0 else { throw TestFailure("cannot listen on loopback") }
-        self.fd = fd
-        self.port = port
+        let socket = try ServerSocketPort()
+        guard listen(socket.fd, 16) == 0 else { throw TestFailure("cannot listen on loopback") }
+        fd = socket.fd
+        port = socket.port
         self.script = script
         Thread { [self] in acceptLoop() }.start()
     }
@@ -114,13 +114,5 @@ final class ScriptedServer: Sendable {
         let text = String(decoding: head, as: UTF8.self).lowercased()
         guard let line = text.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }) else { return 0 }
         return Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
-    }
-}
-
-extension ServerSocketPort {
-    /// A bound loopback socket and its port, or nil.
-    static func bound() -> (Int32, Int)? {
-        guard let port = try? ServerSocketPort() else { return nil }
-        return (port.fd, port.port)
     }
 }
