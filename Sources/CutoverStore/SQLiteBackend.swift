@@ -12,11 +12,20 @@ final class SQLiteBackend: DatabaseBackend {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let thread: EventLoopTaskExecutor
     private let gate = AsyncGate()
+    /// Nil in memory, where there is no WAL.
+    let checkpointer: SQLiteCheckpointer?
 
-    init(storage: SQLiteHandle.Storage) throws {
+    init(storage: SQLiteHandle.Storage, checkpointThreshold: Int = SQLiteCheckpointer.defaultThreshold) throws {
         handle = try SQLiteHandle(storage: storage)
         try handle.execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000")
+        if case .file(let path) = storage {
+            let checkpointer = try SQLiteCheckpointer(path: path, threshold: checkpointThreshold)
+            handle.reportWALSize(to: checkpointer)
+            self.checkpointer = checkpointer
+        } else {
+            checkpointer = nil
+        }
         thread = EventLoopTaskExecutor(group.next())
     }
 
@@ -153,6 +162,8 @@ final class SQLiteBackend: DatabaseBackend {
         try await withTaskExecutorPreference(thread) { [gate, handle] in
             try await gate.run { handle.close() }
         }
+        // The last connection to close checkpoints the WAL into the file and removes it.
+        await checkpointer?.close()
     }
 }
 

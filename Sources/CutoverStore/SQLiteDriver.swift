@@ -21,6 +21,8 @@ final class SQLiteHandle: @unchecked Sendable {
     // 9–10 % of the server's CPU in a profile of lists of 50.
     private var db: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
+    /// Told the WAL's size after each commit; kept, with the hook, until the handle closes.
+    private var walObserver: SQLiteCheckpointer?
 
     /// Statements kept prepared; past this the cache is emptied rather than grown (run-time statements
     /// such as filtered lists have a bounded but not small number of texts).
@@ -98,13 +100,40 @@ final class SQLiteHandle: @unchecked Sendable {
     /// Whether a transaction is open (SQLite ends one by itself on some errors).
     var inTransaction: Bool { db != nil && sqlite_nio_sqlite3_get_autocommit(db) == 0 }
 
+    /// After each commit, `checkpointer` is told the WAL's size in pages, and this connection checkpoints
+    /// when it says so. Registering the hook turns off SQLite's automatic checkpoint on this connection.
+    func reportWALSize(to checkpointer: SQLiteCheckpointer) {
+        guard let db else { return }
+        walObserver = checkpointer
+        _ = sqlite_nio_sqlite3_wal_hook(db, { context, db, _, pages in
+            if Unmanaged<SQLiteCheckpointer>.fromOpaque(context!).takeUnretainedValue().walGrew(to: Int(pages)) {
+                // Busy while a checkpoint of the checkpointer's runs (none follows it then): the next
+                // commit tries again. Not waiting for it keeps the writer from stalling behind its sync.
+                _ = sqlite_nio_sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            }
+            return SQLITE_OK
+        }, Unmanaged.passUnretained(checkpointer).toOpaque())
+    }
+
+    /// Copies what it can of the WAL into the file, without waiting for a writer or a checkpoint under
+    /// way; whether it ran on a WAL (a connection that has not read the database yet has none open, and
+    /// checkpoints nothing).
+    func checkpointPassively() -> Bool {
+        guard let db else { return false }
+        var walPages: Int32 = -1
+        let code = sqlite_nio_sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_PASSIVE, &walPages, nil)
+        return code == SQLITE_OK && walPages >= 0
+    }
+
     func close() {
         for statement in statements.values { sqlite_nio_sqlite3_finalize(statement) }
         statements.removeAll()
         if db != nil {
+            _ = sqlite_nio_sqlite3_wal_hook(db, nil, nil)
             sqlite_nio_sqlite3_close_v2(db)
             db = nil
         }
+        walObserver = nil
     }
 
     private func prepared(_ sql: String) throws(SQLiteFailure) -> OpaquePointer {

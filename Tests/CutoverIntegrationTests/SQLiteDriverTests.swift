@@ -1,6 +1,7 @@
 import CutoverCore
 import Foundation
 import SQLiteNIO
+import Synchronization
 import Testing
 
 @testable import CutoverStore
@@ -96,5 +97,65 @@ import Testing
         #expect(inRead && inTransaction)
         #expect(!backend.thread.isCurrent)
         try await store.close()
+    }
+
+    /// The WAL of a file is checkpointed by the checkpointer's connection, beside the writer, once it passes
+    /// the threshold, and so stays small, though the writer's own automatic checkpoint is off; the last
+    /// connection to close removes it.
+    @Test func theWALIsCheckpointedBesideTheWriterAndStaysSmall() async throws {
+        try await Self.withCheckpointedFile { backend, path in
+            let checkpointer = try #require(backend.checkpointer)
+            try await Self.writeOverThreeThousandPages(backend)
+            #expect(checkpointer.checkpoints.load(ordering: .relaxed) > 0)
+            // Its largest extent: every page written (over 4,500) with no checkpoint at all. Here about 200
+            // pages, and what is committed while a checkpoint of the checkpointer's ends (up to 1,500 pages
+            // seen when the whole suite shares the machine).
+            let walBytes = try Self.walBytes(path)
+            #expect(walBytes < 2500 * 4096, "the WAL grew to \(walBytes) bytes")
+            let count = try await backend.withSession { try await $0.rows(Statement("SELECT COUNT(*) FROM t"))[0].int() }
+            #expect(count == 1500)
+            try await backend.close()
+            #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+        }
+    }
+
+    /// When the checkpointer cannot keep up (here its thread is held), the writer checkpoints the WAL
+    /// itself once it has passed four times the threshold.
+    @Test func theWriterCheckpointsWhenTheCheckpointerFallsBehind() async throws {
+        try await Self.withCheckpointedFile { backend, path in
+            let checkpointer = try #require(backend.checkpointer)
+            let hold = DispatchSemaphore(value: 0)
+            checkpointer.loop.execute { hold.wait() }
+            try await Self.writeOverThreeThousandPages(backend)
+            hold.signal()
+            #expect(checkpointer.checkpoints.load(ordering: .relaxed) == 0)
+            let walBytes = try Self.walBytes(path)
+            #expect(walBytes < 600 * 4096, "the WAL grew to \(walBytes) bytes")
+            try await backend.close()
+        }
+    }
+
+    /// A backend on a file of its own, whose WAL is checkpointed past 50 pages, with a table `t`.
+    static func withCheckpointedFile(_ body: (SQLiteBackend, String) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cutover-wal-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("db.sqlite").path
+        let backend = try SQLiteBackend(storage: .file(path: path), checkpointThreshold: 50)
+        try backend.handle.execute("CREATE TABLE t (name TEXT NOT NULL, pad TEXT NOT NULL)")
+        try await body(backend, path)
+    }
+
+    /// 1,500 commits of a row of most of a page each.
+    static func writeOverThreeThousandPages(_ backend: SQLiteBackend) async throws {
+        let insert = Statement("INSERT INTO t (name, pad) VALUES ($1, $2)")
+        let pad = String(repeating: "x", count: 3000)
+        for i in 0..<1500 {
+            try await backend.withTransaction(rollback: false) { try await $0.run(insert, [.text("row \(i)"), .text(pad)]) }
+        }
+    }
+
+    static func walBytes(_ path: String) throws -> Int {
+        try #require(FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int)
     }
 }
