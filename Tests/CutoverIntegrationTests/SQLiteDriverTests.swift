@@ -127,8 +127,8 @@ import Testing
             let hold = DispatchSemaphore(value: 0)
             checkpointer.loop.execute { hold.wait() }
             try await Self.writeOverThreeThousandPages(backend)
-            hold.signal()
             #expect(checkpointer.checkpoints.load(ordering: .relaxed) == 0)
+            hold.signal()
             let walBytes = try Self.walBytes(path)
             #expect(walBytes < 600 * 4096, "the WAL grew to \(walBytes) bytes")
             try await backend.close()
