@@ -21,22 +21,35 @@ public struct ProxiedResponse: Sendable {
 /// timeout ends it with an error (the stream is cut, which the client sees) and calls `onStall`.
 public struct UpstreamBody: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
-    var body: HTTPClientResponse.Body?
-    var stream: UpstreamClient.Body?
+    enum Source: Sendable {
+        case general(HTTPClientResponse.Body)
+        case own(UpstreamClient.Body)
+    }
+
+    let source: Source
     public var onStall: @Sendable () -> Void = {}
 
-    init(body: HTTPClientResponse.Body) { self.body = body }
-    init(stream: UpstreamClient.Body) { self.stream = stream }
+    init(body: HTTPClientResponse.Body) { source = .general(body) }
+    init(stream: UpstreamClient.Body) { source = .own(stream) }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var inner: HTTPClientResponse.Body.AsyncIterator?
-        var other: UpstreamClient.Body.AsyncIterator?
+        enum Inner {
+            case general(HTTPClientResponse.Body.AsyncIterator)
+            case own(UpstreamClient.Body.AsyncIterator)
+        }
+
+        var inner: Inner
         let onStall: @Sendable () -> Void
 
         public mutating func next() async throws -> ByteBuffer? {
             do {
-                if other != nil { return try await other!.next() }
-                return try await inner!.next()
+                switch inner {
+                case .general(var iterator):
+                    defer { inner = .general(iterator) }
+                    return try await iterator.next()
+                case .own(let iterator):
+                    return try await iterator.next()
+                }
             } catch where error is UpstreamClient.ReadTimeout || (error as? HTTPClientError) == .readTimeout {
                 onStall()
                 throw error
@@ -45,7 +58,10 @@ public struct UpstreamBody: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(inner: body?.makeAsyncIterator(), other: stream?.makeAsyncIterator(), onStall: onStall)
+        switch source {
+        case .general(let body): AsyncIterator(inner: .general(body.makeAsyncIterator()), onStall: onStall)
+        case .own(let stream): AsyncIterator(inner: .own(stream.makeAsyncIterator()), onStall: onStall)
+        }
     }
 }
 
@@ -70,7 +86,7 @@ public struct RPCProxy: Sendable {
     ) async throws(JSONRPC.Failure) -> ProxiedResponse {
         let url = URLPath.join(acpURL, "/api")
         guard let target = UpstreamClient.Target(url: url) else {
-            return try await forwardOverHTTPS(body: body, to: acpURL, headers: headers, errorData: errorData)
+            return try await forwardOverHTTPS(body: body, to: url, of: acpURL, headers: headers, errorData: errorData)
         }
         do {
             let response = try await upstream.execute(
@@ -90,10 +106,11 @@ public struct RPCProxy: Sendable {
         }
     }
 
+    /// `url`: the pod's `/api` under `acpURL`, which errors name.
     private func forwardOverHTTPS(
-        body: ByteBuffer, to acpURL: String, headers: [(String, String)], errorData: [String: JSONValue]
+        body: ByteBuffer, to url: String, of acpURL: String, headers: [(String, String)], errorData: [String: JSONValue]
     ) async throws(JSONRPC.Failure) -> ProxiedResponse {
-        var request = HTTPClientRequest(url: URLPath.join(acpURL, "/api"))
+        var request = HTTPClientRequest(url: url)
         request.method = .POST
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(body)

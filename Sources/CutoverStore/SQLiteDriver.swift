@@ -109,7 +109,7 @@ final class SQLiteHandle: @unchecked Sendable {
             if Unmanaged<SQLiteCheckpointer>.fromOpaque(context!).takeUnretainedValue().walGrew(to: Int(pages)) {
                 // Busy while a checkpoint of the checkpointer's runs (none follows it then): the next
                 // commit tries again. Not waiting for it keeps the writer from stalling behind its sync.
-                _ = sqlite_nio_sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+                _ = SQLiteHandle.checkpointPassively(db)
             }
             return SQLITE_OK
         }, Unmanaged.passUnretained(checkpointer).toOpaque())
@@ -118,8 +118,9 @@ final class SQLiteHandle: @unchecked Sendable {
     /// Copies what it can of the WAL into the file, without waiting for a writer or a checkpoint under
     /// way; whether it ran on a WAL (a connection that has not read the database yet has none open, and
     /// checkpoints nothing).
-    func checkpointPassively() -> Bool {
-        guard let db else { return false }
+    func checkpointPassively() -> Bool { db.map { Self.checkpointPassively($0) } ?? false }
+
+    private static func checkpointPassively(_ db: OpaquePointer?) -> Bool {
         var walPages: Int32 = -1
         let code = sqlite_nio_sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_PASSIVE, &walPages, nil)
         return code == SQLITE_OK && walPages >= 0

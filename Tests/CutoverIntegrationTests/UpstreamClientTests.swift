@@ -7,10 +7,12 @@ import Testing
 struct UpstreamClientTests {
     let client = UpstreamClient()
 
-    func call(_ server: ScriptedServer, _ text: String = "{}") async throws -> UpstreamClient.Response {
+    func call(
+        _ server: ScriptedServer, _ text: String = "{}", idleRead: TimeAmount = .seconds(5)
+    ) async throws -> UpstreamClient.Response {
         try await client.execute(
             try #require(UpstreamClient.Target(url: "http://127.0.0.1:\(server.port)/api")),
-            headers: [("content-type", "application/json")], body: ByteBuffer(string: text), idleRead: .seconds(5))
+            headers: [("content-type", "application/json")], body: ByteBuffer(string: text), idleRead: idleRead)
     }
 
     func read(_ response: UpstreamClient.Response) async throws -> String {
@@ -122,9 +124,7 @@ struct UpstreamClientTests {
         let server = try ScriptedServer { _, _ in [.waitForRelease] }
         defer { server.stop(); server.releaseOnce() }
         await #expect(throws: UpstreamClient.ReadTimeout.self) {
-            _ = try await client.execute(
-                try #require(UpstreamClient.Target(url: "http://127.0.0.1:\(server.port)/api")),
-                headers: [], body: ByteBuffer(string: "{}"), idleRead: .milliseconds(200))
+            _ = try await call(server, idleRead: .milliseconds(200))
         }
     }
 }
