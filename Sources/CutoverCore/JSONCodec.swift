@@ -251,17 +251,21 @@ public enum JSONCodec {
         mutating func string() throws(ParseError) -> String {
             index += 1
             let start = index
-            // Fast path: no escapes, valid UTF-8 is checked by String(validating:).
+            // Fast path: no escapes. ASCII needs no validation (and `String(validating:)` costs a generic
+            // metadata lookup per string); anything else is checked by String(validating:).
+            var ascii = true
             while index < bytes.count {
                 let b = bytes[index]
                 if b == UInt8(ascii: "\"") {
                     let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                     index += 1
+                    if ascii { return String(decoding: slice, as: UTF8.self) }
                     guard let s = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8") }
                     return s
                 }
                 if b == UInt8(ascii: "\\") { break }
                 if b < 0x20 { throw error("control character in string") }
+                if b >= 0x80 { ascii = false }
                 index += 1
             }
             var out = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))

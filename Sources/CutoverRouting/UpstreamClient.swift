@@ -1,7 +1,6 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import Foundation
 import Synchronization
 
 /// HTTP/1.1 to agents over keep-alive connections of Cutover's own, for the RPC path. What it does
@@ -47,21 +46,35 @@ public final class UpstreamClient: Sendable {
         var authority: String
         var path: String
 
+        /// Parsed on every call, so in UTF-8 bytes rather than through Foundation (which showed in the
+        /// RPC path's profile at 2 % of Cutover's CPU).
         public init?(url: String) {
-            guard url.lowercased().hasPrefix("http://") else { return nil }
-            let rest = url.dropFirst("http://".count)
-            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-            authority = String(rest[..<slash])
-            path = slash == rest.endIndex ? "/" : String(rest[slash...])
-            var hostPart = Substring(authority)
-            port = 80
-            if let colon = authority.lastIndex(of: ":"), !authority[colon...].contains("]") {
-                guard let given = Int(authority[authority.index(after: colon)...]) else { return nil }
+            let bytes = url.utf8
+            let scheme = "http://".utf8
+            // The scheme is case-insensitive.
+            let lowered = bytes.prefix(scheme.count).lazy.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
+            guard lowered.elementsEqual(scheme) else { return nil }
+            let rest = Substring(url).dropFirst(scheme.count)
+            let slash = rest.utf8.firstIndex(of: UInt8(ascii: "/")) ?? rest.endIndex
+            let authority = rest[..<slash]
+            var hostPart = authority
+            var port = 80
+            // A port follows the last colon unless that colon is inside an IPv6 literal's brackets.
+            if let colon = authority.utf8.lastIndex(of: UInt8(ascii: ":")),
+                !authority.utf8[colon...].contains(UInt8(ascii: "]"))
+            {
+                guard let given = Int(authority[authority.utf8.index(after: colon)...]) else { return nil }
                 port = given
                 hostPart = authority[..<colon]
             }
-            host = String(hostPart.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))
-            guard !host.isEmpty else { return nil }
+            if hostPart.utf8.first == UInt8(ascii: "["), hostPart.utf8.last == UInt8(ascii: "]") {
+                hostPart = hostPart.dropFirst().dropLast()
+            }
+            guard !hostPart.isEmpty else { return nil }
+            self.host = String(hostPart)
+            self.port = port
+            self.authority = String(authority)
+            self.path = slash == rest.endIndex ? "/" : String(rest[slash...])
         }
     }
 

@@ -28,8 +28,11 @@ struct JSONCodecTests {
         #expect((try? JSONCodec.parse(fine)) != nil)
     }
 
-    @Test func rejectsInvalidUTF8() {
+    @Test func rejectsInvalidUTF8AndKeepsValidUTF8() throws {
         #expect(throws: JSONCodec.ParseError.self) { try JSONCodec.parse([0x22, 0xFF, 0xFE, 0x22]) }
+        // After ASCII: the check is not skipped for a string that starts as ASCII.
+        #expect(throws: JSONCodec.ParseError.self) { try JSONCodec.parse([0x22, 0x61, 0x62, 0xC3, 0x22]) }
+        #expect(try JSONCodec.parse(Array(#"{"k":"héllo 😀","a":"plain"}"#.utf8)) == ["k": "héllo 😀", "a": "plain"])
     }
 
     @Test(arguments: [

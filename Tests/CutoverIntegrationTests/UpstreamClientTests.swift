@@ -1,4 +1,4 @@
-import CutoverRouting
+@testable import CutoverRouting
 import NIOCore
 import Testing
 
@@ -22,6 +22,31 @@ struct UpstreamClientTests {
     }
 
     static let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    @Test
+    func onlyAnHTTPURLWithAHostIsATarget() {
+        func parts(_ url: String) -> [String]? {
+            UpstreamClient.Target(url: url).map { [$0.host, String($0.port), $0.authority, $0.path] }
+        }
+        #expect(parts("http://127.0.0.1:8000/api") == ["127.0.0.1", "8000", "127.0.0.1:8000", "/api"])
+        #expect(parts("HTTP://Agent.local/a/api?x=1") == ["Agent.local", "80", "Agent.local", "/a/api?x=1"])
+        #expect(parts("http://agent") == ["agent", "80", "agent", "/"])
+        #expect(parts("http://[::1]:9/api") == ["::1", "9", "[::1]:9", "/api"])
+        #expect(parts("http://[::1]/api") == ["::1", "80", "[::1]", "/api"])
+        for url in ["https://agent/api", "ftp://agent", "http:/agent", "http://", "http://:80/api", "http://agent:x/api", "htt"] {
+            #expect(parts(url) == nil, "\(url)")
+        }
+    }
+
+    @Test
+    func streamedContentTypesAreRecognisedWhateverTheirCase() {
+        for type in ["application/x-ndjson", "text/event-stream; charset=utf-8", "Application/Octet-Stream"] {
+            #expect(RPCProxy.isStreaming(type), "\(type)")
+        }
+        for type in ["application/json", "text/plain", "", "strea", nil] {
+            #expect(!RPCProxy.isStreaming(type), "\(type ?? "nil")")
+        }
+    }
 
     @Test
     func aConnectionIsReusedAfterACompleteAnswerAndEachRequestIsOneWrite() async throws {
