@@ -15,7 +15,8 @@ imports this module and calls `run(name, __doc__, main)`; `main(h)` gets a `Harn
 - databases: a SQLite file in the temp directory, or a fresh database in one throwaway PostgreSQL
   cluster started through hack/lib/postgres.sh (or on `CUTOVER_BENCH_POSTGRES_URL`);
 - CPU accounting: utime+stime from /proc/PID/stat (`cpu_seconds`), PostgreSQL's postmaster and all
-  its children together (`Postgres.cpu`), turned into CPU ms per request (`CpuMeter`);
+  its children together, exited ones included (`Postgres.cpu`), turned into CPU ms per request
+  (`CpuMeter`);
 - load: `run_wrk` (wrk with a script from hack/bench/lua/, whose common.lua prints one `BENCHJSON`
   summary line), an asyncio keep-alive client (`HTTPConn`, `fixed_rate`) and blocking helpers
   (`http`, `http_json`);
@@ -196,12 +197,16 @@ def children(pid):
 
 
 def tree_cpu_seconds(root):
-    """utime+stime of `root` and its live children (PostgreSQL: the postmaster and every backend)."""
+    """utime+stime of `root` and its children (PostgreSQL: the postmaster and every backend), those that
+    exited included: `root` has reaped them, and their CPU is then in its cutime+cstime (fields 16 and
+    17). Without it, a backend that exits during a run (Cutover closes a connection idle for a minute)
+    takes its CPU out of the sum, which then falls: PostgreSQL's CPU came out negative."""
     if not root:
         return None
-    total = cpu_seconds(root)
-    if total is None:
+    fields = _stat_fields(root)
+    if fields is None:
         return None
+    total = sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLK_TCK
     return total + sum(cpu_seconds(c) or 0.0 for c in children(root))
 
 
