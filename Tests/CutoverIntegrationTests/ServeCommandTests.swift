@@ -236,10 +236,11 @@ struct ServeCommandTests {
 
     /// SIGTERM, then the exit status; a server still running 30 s later is killed and reported, so that a
     /// shutdown that hangs fails its test instead of stalling the whole run.
-    static func stop(_ process: Process) -> Int32 {
+    static func stop(_ process: Process) async -> Int32 {
         kill(process.processIdentifier, SIGTERM)
         let deadline = ContinuousClock.now + .seconds(30)
-        while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
+        // Polled with `Task.sleep`: `usleep` would hold one of the few threads every test's async code runs on.
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         if process.isRunning {
             Issue.record("cutover serve (pid \(process.processIdentifier)) was still running 30 s after SIGTERM")
             kill(process.processIdentifier, SIGKILL)
@@ -281,7 +282,7 @@ struct ServeCommandTests {
             || metrics.contains(#"controller_runtime_reconcile_total{controller="retention",result="success"}"#))
         #expect(metrics.contains(#"cutover_deployments{status="Ready"} 1"#), "\(metrics)")
         #expect(metrics.contains(#"cutover_deployments{status="Pending"} 0"#))
-        #expect(Self.stop(process) == 0)
+        #expect(await Self.stop(process) == 0)
         _ = await log.waitForEnd(within: .seconds(5))
         #expect(log.text.contains("\"msg\":\"stopped\""))
     }
@@ -305,7 +306,7 @@ struct ServeCommandTests {
             }
         }
         try await Task.sleep(for: .milliseconds(700))
-        #expect(Self.stop(process) == 0)
+        #expect(await Self.stop(process) == 0)
         load.cancel()
         await load.value
         _ = await log.waitForEnd(within: .seconds(5))
@@ -320,7 +321,7 @@ struct ServeCommandTests {
         defer { if process.isRunning { process.terminate() } }
         let address = String(base.dropFirst("http://".count))
         #expect(await log.wait(for: "\"address\":\"\(address)\"", within: .seconds(20)), "\(log.text)")
-        #expect(Self.stop(process) == 0)
+        #expect(await Self.stop(process) == 0)
         _ = await log.waitForEnd(within: .seconds(5))
         let lines = log.text.split(separator: "\n")
         #expect(lines.filter { $0.contains("listening") }.count == 1, "\(log.text)")
@@ -338,7 +339,7 @@ struct ServeCommandTests {
         #expect(await log.wait(for: #""executor":"\#(executor)""#, within: .seconds(20)), "\(log.text)")
         #expect(await Self.waitUntilReady(base, log: log) != nil)
         #expect(!log.text.contains("executor is not installed"), "\(log.text)")
-        #expect(Self.stop(process) == 0)
+        #expect(await Self.stop(process) == 0)
     }
 
     @Test(.enabled(if: built))
@@ -353,13 +354,13 @@ struct ServeCommandTests {
         #expect(warning.contains("--registration-token") && warning.contains("CUTOVER_REGISTRATION_TOKENS"))
         // The warning comes before the signal handlers are installed; a SIGTERM then would just kill it.
         #expect(await openLog.wait(for: "\"msg\":\"listening\"", within: .seconds(20)), "\(openLog.text)")
-        #expect(Self.stop(open) == 0)
+        #expect(await Self.stop(open) == 0)
 
         let (guarded, _, guardedLog) = try await Self.startServer(
             ["--database-url", "sqlite::memory:", "--admin-token", "a", "--registration-token", "r"], host: "0.0.0.0")
         defer { if guarded.isRunning { guarded.terminate() } }
         #expect(await guardedLog.wait(for: "\"msg\":\"listening\"", within: .seconds(20)), "\(guardedLog.text)")
-        #expect(Self.stop(guarded) == 0)
+        #expect(await Self.stop(guarded) == 0)
         #expect(!guardedLog.text.contains("registration is open"))
     }
 }

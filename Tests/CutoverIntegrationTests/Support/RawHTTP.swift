@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// A plain TCP client for what an HTTP client library will not send: broken framing, HTTP/1.0, raw
-/// header bytes. Blocking socket calls with receive timeouts, run off the cooperative pool.
+/// header bytes. Blocking socket calls with receive timeouts, each exchange on a thread of its own.
 struct RawHTTP {
     struct Answer {
         var status: Int
@@ -20,10 +20,14 @@ struct RawHTTP {
     /// Sends `bytes` to 127.0.0.1:`port` and reads until the server closes the connection or `timeout`
     /// passes without a byte.
     static func exchange(port: Int, _ bytes: [UInt8], timeout: Duration = .seconds(5)) async throws -> Answer {
+        // Not on `DispatchQueue.global()`: on Linux, Swift's own jobs run on that queue's threads, which
+        // libdispatch adds about one a second once they block. Two exchanges waiting out their read timeouts
+        // held every test's async code back for a second, eight for their whole wait, and the tests' ten
+        // second waits (a controller's reconcile, a cancelled read's close) then timed out in CI.
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
+            Thread {
                 continuation.resume(with: Result { try blockingExchange(port: port, bytes, timeout: timeout) })
-            }
+            }.start()
         }
     }
 
