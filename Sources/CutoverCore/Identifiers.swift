@@ -56,7 +56,7 @@ public enum Identifiers {
     /// generator makes a `getrandom` call for every 8 bytes, two per UUID and six per `event/send`.
     private static let randomWords = Mutex(RandomWords())
 
-    struct RandomWords: ~Copyable {
+    private struct RandomWords: ~Copyable {
         private var words = [UInt64](repeating: 0, count: 32)
         private var next = 32
 

@@ -156,12 +156,6 @@ public struct RPCProxy: Sendable {
     /// path's profile.
     static func isStreaming(_ contentType: String?) -> Bool {
         guard let contentType = contentType?.lowercased() else { return false }
-        let bytes = Array(contentType.utf8)
-        func has(_ word: StaticString) -> Bool {
-            let needle = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
-            return bytes.count >= needle.count
-                && (0...(bytes.count - needle.count)).contains { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }
-        }
-        return has("stream") || has("ndjson")
+        return contentType.utf8.contains("stream".utf8) || contentType.utf8.contains("ndjson".utf8)
     }
 }
