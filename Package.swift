@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "CutoverAPI",
             dependencies: [
-                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting",
+                "CutoverCore", "CutoverStore", "CutoverController", "CutoverRouting", "CutoverRuntime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -1,6 +1,7 @@
 import CutoverController
 import CutoverCore
 import CutoverRouting
+import CutoverRuntime
 import CutoverStore
 import HTTPTypes
 import Hummingbird
@@ -22,7 +23,7 @@ public struct APIDependencies: Sendable {
     /// Whether calls naming an existing task follow the deployment that owns it (while it is Ready).
     public var taskAffinity = true
     /// This replica's batches of writes per task (shared by the copies of these dependencies).
-    let taskWrites = TaskWriteBatches<TaskProtocol.WriteKey, StoreTransaction.TaskWrite, StoreTransaction.ContinuedTask?>()
+    let taskWrites = WriteBatches<TaskProtocol.WriteKey, StoreTransaction.TaskWrite, StoreTransaction.ContinuedTask?>()
 
     public init(
         controlPlane: ControlPlane, auth: AuthSettings, allowedHosts: HostAllowlist = .any,

@@ -1,4 +1,5 @@
 import CutoverCore
+import CutoverRuntime
 import CutoverStore
 import Logging
 
@@ -19,6 +20,9 @@ public final class ControlPlane: Sendable {
     public let store: any Store
     public let settings: ControlPlaneSettings
     let logger: Logger
+    /// Registrations of one agent's deployments (PostgreSQL), gathered per agent, keyed by whether they
+    /// name an image: see `register`.
+    private let registrations = WriteBatches<Bool, RegistrationRequest, Agent?>()
 
     public init(store: any Store, settings: ControlPlaneSettings, logger: Logger) {
         self.store = store
@@ -29,10 +33,23 @@ public final class ControlPlane: Sendable {
     // MARK: Registration
 
     public func register(_ request: RegistrationRequest, _ ctx: RequestContext) async throws -> Agent {
-        if let deploymentId = request.deploymentId, !ctx.dryRun,
-            let agent = try await Self.registerInOneStatement(store, deploymentId: deploymentId, request)
-        {
-            return agent
+        if request.deploymentId != nil, !ctx.dryRun, store.runsOneStatementUnits {
+            // Registrations of one agent serialize on its row lock, and a queue of statements waiting on one
+            // row costs PostgreSQL a wake-up and a re-check per hand-over: with 16 at a time it wrote a
+            // third fewer per second than one at a time. The ones that come while one agent's statement
+            // runs wait and go together, one statement for the lot. Whether a registration names an image
+            // keeps batches apart, so that each new deployment without one takes the image it would have
+            // taken alone (`registerDeploymentsInOneStatement`).
+            let line = request.agentId.map { "id \($0)" } ?? "name \(request.name)"
+            // What it adds to the statement, against the batch's limit in bytes.
+            let size = request.acpURL.utf8.count + (request.registrationMetadata.map { JSONCodec.serialize(.object($0)).count } ?? 0)
+            let store = store
+            if let agent = try await registrations.submit(
+                request, on: line, key: request.image != nil, size: size,
+                run: { _, batch in try await Self.registerInOneStatement(store, batch) })
+            {
+                return agent
+            }
         }
         return try await store.transaction(dryRun: ctx.dryRun) { tx in
             let agent = try await Self.findOrCreateAgent(tx, id: request.agentId, name: request.name) {
@@ -78,22 +95,41 @@ public final class ControlPlane: Sendable {
          EventDraft(deploymentId: deploymentId, type: .registered, message: "pod registered at \(request.acpURL)"))
     }
 
-    /// A registration of a deployment of an existing agent, as one statement (PostgreSQL); nil when that
-    /// does not apply (SQLite, an agent to create, a deleted agent, an id of another agent), and nothing
-    /// was written: the transaction then does it, or gives the error.
-    static func registerInOneStatement(
-        _ store: any Store, deploymentId: String, _ request: RegistrationRequest
-    ) async throws -> Agent? {
-        guard store.runsOneStatementUnits else { return nil }
-        let events = registrationEvents(deploymentId: deploymentId, request)
-        return try await store.autocommit { tx in
-            try await tx.registerDeploymentInOneStatement(
-                id: deploymentId, agent: request.agentId ?? request.name, byName: request.agentId == nil,
-                image: request.image, metadata: request.registrationMetadata, acpURL: request.acpURL,
-                created: events.created, registered: events.registered, actor: .registration,
-                // Read once the session is had: a wait for a pooled connection would only widen the gap the
-                // statement closes (to the agent's newest event time, once it holds the lock).
-                at: .now())
+    /// Deployment-scoped registrations of one agent (all by id or all by name, all with an image or none),
+    /// as one statement (PostgreSQL); each one's agent, or nil when the statement does not apply to it
+    /// (SQLite, an agent to create, a deleted agent, an id of another agent, an id already earlier in the
+    /// batch) and nothing was written for it: the transaction then does it, or gives the error.
+    static func registerInOneStatement(_ store: any Store, _ batch: [RegistrationRequest]) async throws -> [Agent?] {
+        guard store.runsOneStatementUnits, let first = batch.first else { return batch.map { _ in nil } }
+        var ids: Set<String> = []
+        let registrations = batch.compactMap { request -> StoreTransaction.DeploymentRegistration? in
+            // PostgreSQL's ON CONFLICT cannot touch one row twice in a statement: a repeat goes on its own.
+            guard let id = request.deploymentId, ids.insert(id).inserted else { return nil }
+            let events = registrationEvents(deploymentId: id, request)
+            return .init(
+                id: id, image: request.image, metadata: request.registrationMetadata, acpURL: request.acpURL,
+                created: events.created, registered: events.registered)
+        }
+        let written: (agent: Agent, registered: Set<String>)?
+        do {
+            written = try await store.autocommit { tx in
+                try await tx.registerDeploymentsInOneStatement(
+                    registrations, agent: first.agentId ?? first.name, byName: first.agentId == nil, actor: .registration,
+                    // Read once the session is had: a wait for a pooled connection would only widen the gap the
+                    // statement closes (to the agent's newest event time, once it holds the lock).
+                    at: .now())
+            }
+        } catch CutoverError.conflict where batch.count > 1 {
+            // One id was taken by another agent's garbage collection as the statement waited (the only
+            // conflict it raises, and for the whole statement): each goes on its own, to its own answer.
+            return batch.map { _ in nil }
+        }
+        var answered: Set<String> = []
+        return batch.map { request in
+            guard let written, let id = request.deploymentId, written.registered.contains(id),
+                answered.insert(id).inserted
+            else { return nil }
+            return written.agent
         }
     }
 

@@ -41,30 +41,67 @@ extension StoreTransaction {
         return stored
     }
 
-    /// A pod at `acpURL` registered deployment `id` of agent `agent` (an id, or a name when `byName`) at
-    /// `now` (the caller's time), when the agent exists and is not deleted. Either inserts the deployment
-    /// with `image` (nil: the image of the agent's newest deployment) and `metadata`, then appends
-    /// `created` and `registered`; or, when the agent already has that deployment, records the
-    /// registration on it (URL, time and metadata, the probe error cleared: a new registration has not
-    /// been probed), then appends `registered` alone. The agent as it is now.
-    public func registerDeploymentInOneStatement(
-        id: String, agent: String, byName: Bool, image: String?, metadata: [String: JSONValue]?, acpURL: String,
-        created: EventDraft, registered: EventDraft, actor: Actor, at now: Timestamp
-    ) async throws -> Agent? {
-        guard dialect == .postgres else { return nil }
+    /// A pod's registration of one deployment, for `registerDeploymentsInOneStatement`.
+    public struct DeploymentRegistration: Sendable {
+        public var id: String
+        /// Nil: the image of the agent's newest deployment, for a deployment the registration creates.
+        public var image: String?
+        public var metadata: [String: JSONValue]?
+        public var acpURL: String
+        public var created: EventDraft
+        public var registered: EventDraft
+
+        public init(
+            id: String, image: String?, metadata: [String: JSONValue]?, acpURL: String, created: EventDraft,
+            registered: EventDraft
+        ) {
+            self.id = id
+            self.image = image
+            self.metadata = metadata
+            self.acpURL = acpURL
+            self.created = created
+            self.registered = registered
+        }
+    }
+
+    /// Pods registered `registrations` (distinct deployment ids) of agent `agent` (an id, or a name when
+    /// `byName`) at `now` (the caller's time), when the agent exists and is not deleted, in their order.
+    /// Each either inserts its deployment, with its image (nil: the image of the agent's newest
+    /// deployment) and metadata, then appends `created` and `registered`; or, when the agent already has
+    /// that deployment, records the registration on it (URL, time and metadata, the probe error cleared: a
+    /// new registration has not been probed), then appends `registered` alone. One that names an id of
+    /// another agent, or one another agent's garbage collection took, writes nothing. The agent as it is
+    /// now and the ids of the registrations written; nil when none was.
+    ///
+    /// With several registrations that name no image, each new deployment takes the image of the newest
+    /// before the statement, which is what each would take in turn: the ones before it in the statement
+    /// took that image too. A caller must not mix registrations with and without an image, since one that
+    /// names an image would change the newest image for those after it.
+    public func registerDeploymentsInOneStatement(
+        _ registrations: [DeploymentRegistration], agent: String, byName: Bool, actor: Actor, at now: Timestamp
+    ) async throws -> (agent: Agent, registered: Set<String>)? {
+        guard dialect == .postgres, !registrations.isEmpty else { return nil }
+        func texts(_ value: (DeploymentRegistration) throws -> String?) rethrows -> Bind {
+            .texts(TextColumn(try registrations.map(value)))
+        }
         let rows = try await rows(byName ? Self.registerByName : Self.registerById, [
-            .text(id), .text(agent), .text(image), .text(try Self.encode(metadata)), .text(acpURL), .time(now),
-            .text(Identifiers.uuid()), .text(created.type.rawValue), .text(created.message),
-            .text(Identifiers.uuid()), .text(registered.type.rawValue), .text(registered.message),
+            texts(\.id), .text(agent), texts(\.image), try texts { try Self.encode($0.metadata) }, texts(\.acpURL),
+            .time(now), texts { _ in Identifiers.uuid() }, texts(\.created.type.rawValue), texts(\.created.message),
+            texts { _ in Identifiers.uuid() }, texts(\.registered.type.rawValue), texts(\.registered.message),
             .text(actor.description), .text(origin),
         ])
-        guard let row = rows.first else { return nil }
-        var r = row.reader
-        _ = try r.time()
-        let found = try Self.readAgent(&r)
-        // Whether it is still Pending is not known here: the controller looks, and finds nothing to do if not.
-        noteChange(agentId: found.id, deploymentId: id, needsReconcile: true)
-        return found
+        var found: Agent?
+        var registered: Set<String> = []
+        for row in rows {
+            var r = row.reader
+            _ = try r.time()
+            let id = try r.text()
+            if found == nil { found = try Self.readAgent(&r) }
+            registered.insert(id)
+            // Whether it is still Pending is not known here: the controller looks, and finds nothing to do if not.
+            noteChange(agentId: found!.id, deploymentId: id, needsReconcile: true)
+        }
+        return found.map { ($0, registered) }
     }
 
     /// The waiting hint around its deadline, which the create's statement writes from its own time.
@@ -75,23 +112,25 @@ extension StoreTransaction {
         return (String(hint[..<at.lowerBound]), String(hint[at.upperBound...]))
     }()
 
-    /// `$1` is the deployment's id; `$2` finds the agent (`lookup` is its id or name column), whose row
-    /// lock the statement takes first and whose id the rows take. `n.t` is the unit's time: `now` or,
-    /// when later, the agent's newest event's, read once the lock is held by a volatile function, whose
-    /// fresh snapshot (unlike the statement's, which predates its wait for the lock) sees what committed
-    /// meanwhile. The answer is `n.t` and, with `extra`, columns of `a`; nothing when `d` wrote nothing.
-    /// The casts give PostgreSQL the types of NULL parameters, which a SELECT list does not take from the
+    /// `$2` finds the agent (`lookup` is its id or name column), whose row lock the statement takes first
+    /// and whose id the rows take. `n.t` is the unit's time: `now` or, when later, the agent's newest
+    /// event's, read once the lock is held by a volatile function, whose fresh snapshot (unlike the
+    /// statement's, which predates its wait for the lock) sees what committed meanwhile. `items`, when
+    /// given, is a CTE `r` of the rows to write. The answer is `n.t` and, with `extra`, columns of `a` or
+    /// `d`, for each row `d` wrote; `deployment` is its deployment's id in the change notification. The
+    /// casts give PostgreSQL the types of NULL parameters, which a SELECT list does not take from the
     /// target columns.
     private static func statement(
-        lookup: String, now: String, insert: String, events: String, origin: String, extra: String = ""
+        lookup: String, now: String, items: String? = nil, insert: String, events: String, origin: String,
+        deployment: String, extra: String = ""
     ) -> Statement {
-        let payload = ChangeNotifications.reconcilePayloadSQL(origin: "\(origin)::text", agent: "a.id", deployment: "$1")
+        let payload = ChangeNotifications.reconcilePayloadSQL(origin: "\(origin)::text", agent: "a.id", deployment: deployment)
         return Statement("""
             WITH a AS (
                 SELECT \(agentColumns) FROM agents WHERE \(lookup) = $2 AND status <> '\(AgentStatus.deleted.rawValue)' FOR UPDATE
             ), n AS (
                 SELECT GREATEST(\(now)::bigint, cutover_newest_event_time(a.id)) AS t FROM a
-            ), d AS (
+            )\(items.map { ", r AS (\n    \($0)\n)" } ?? ""), d AS (
                 INSERT INTO deployments (\(deploymentColumns)) \(insert)
             ), e AS (
                 \(eventInsert) \(events)
@@ -109,33 +148,44 @@ extension StoreTransaction {
             FROM a, n RETURNING agent_id
             """,
         events: "SELECT $11, d.agent_id, $1, $12, NULL, $13, $14, n.t FROM d, n",
-        origin: "$15")
+        origin: "$15", deployment: "$1")
 
     private static let registerById = registration(lookup: "id")
     private static let registerByName = registration(lookup: "name")
 
-    /// `$3` NULL: the image of the agent's newest deployment (or "unknown"), read like `n.t`. (xmax = 0):
+    /// `$1`, `$3`–`$5`, `$7`–`$12`: a column per field of the registrations, in their order (`r.ord`). A
+    /// NULL image: the image of the agent's newest deployment (or "unknown"), read like `n.t`. (xmax = 0):
     /// the row was inserted by this statement, not updated by its ON CONFLICT branch. An id collected from
     /// another agent is refused, by the `NOT EXISTS` here or (for a collection this insert waited on) by
-    /// the `cutover_refuse_collected_id` trigger; an id of another agent matches no row.
+    /// the `cutover_refuse_collected_id` trigger; an id of another agent matches no row. Each
+    /// registration's events follow the one before's, `created` (when inserted) before `registered`.
     private static func registration(lookup: String) -> Statement {
         statement(
             lookup: lookup, now: "$6",
+            items: """
+                SELECT * FROM unnest($1::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::text[], \
+                $9::text[], $10::text[], $11::text[], $12::text[]) WITH ORDINALITY AS r(id, image, metadata, acp_url, \
+                created_id, created_type, created_message, registered_id, registered_type, registered_message, ord)
+                """,
             insert: """
-                SELECT $1, a.id, COALESCE($3::text, cutover_newest_image(a.id), 'unknown'), $4::text, \
-                '\(DeploymentStatus.pending.rawValue)', NULL, $5, 0, NULL, NULL, n.t, n.t, NULL, NULL, NULL, NULL, \
+                SELECT r.id, a.id, COALESCE(r.image, cutover_newest_image(a.id), 'unknown'), r.metadata, \
+                '\(DeploymentStatus.pending.rawValue)', NULL, r.acp_url, 0, NULL, NULL, n.t, n.t, NULL, NULL, NULL, NULL, \
                 NULL, NULL
-                FROM a, n WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = $1 AND c.agent_id <> a.id)
+                FROM a, n, r WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = r.id AND c.agent_id <> a.id)
+                ORDER BY r.ord
                 ON CONFLICT (id) DO UPDATE SET acp_url = EXCLUDED.acp_url, registered_at = EXCLUDED.registered_at,
                     last_probe_error = NULL,
                     registration_metadata = COALESCE(EXCLUDED.registration_metadata, deployments.registration_metadata)
                 WHERE deployments.agent_id = EXCLUDED.agent_id
-                RETURNING (xmax = 0) AS inserted, agent_id
+                RETURNING (xmax = 0) AS inserted, agent_id, id
                 """,
             events: """
-                SELECT $7, d.agent_id, $1, $8, NULL, $9, $13, n.t FROM d, n WHERE d.inserted
-                UNION ALL SELECT $10, d.agent_id, $1, $11, NULL, $12, $13, n.t FROM d, n
+                SELECT v.id, d.agent_id, d.id, v.type, NULL, v.message, $13, n.t
+                FROM d JOIN r ON r.id = d.id CROSS JOIN n
+                CROSS JOIN LATERAL (VALUES (1, r.created_id, r.created_type, r.created_message),
+                    (2, r.registered_id, r.registered_type, r.registered_message)) AS v(k, id, type, message)
+                WHERE d.inserted OR v.k = 2 ORDER BY r.ord, v.k
                 """,
-            origin: "$14", extra: ", \(qualified(agentColumns, "a"))")
+            origin: "$14", deployment: "d.id", extra: ", d.id, \(qualified(agentColumns, "a"))")
     }
 }

@@ -92,6 +92,43 @@ struct ConcurrencyTests {
         }
     }
 
+    /// A storm of one agent's registrations, new deployments with and without an image and repeats of an
+    /// existing one (on PostgreSQL they go in batches): each is written with its own events, and each new
+    /// deployment without an image has the image of the deployment created just before it.
+    @Test(arguments: Backend.all)
+    func concurrentRegistrationsOfOneAgentEachTakeTheNewestImage(_ backend: Backend) async throws {
+        try await Harness.with(backend, .init(runController: false)) { h in
+            let first = try await h.register("storm", url: "http://127.0.0.1:9", deploymentId: "d0", image: "img:0")
+            let agentId = try #require(first["id"]?.stringValue)
+            let registrations: [(id: String, image: String?)] =
+                (1...30).map { ("d\($0)", nil) } + (1...6).map { ("e\($0)", "img:e\($0)") } + (1...6).map { _ in ("d0", nil) }
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for r in registrations.shuffled() {
+                    group.addTask {
+                        try await h.register("storm", url: "http://127.0.0.1:9", deploymentId: r.id, image: r.image).status
+                    }
+                }
+                var all: [Int] = []
+                for try await s in group { all.append(s) }
+                return all
+            }
+            #expect(statuses.allSatisfy { $0 == 200 }, "\(statuses)")
+            let images = Dictionary(uniqueKeysWithValues: try await h.snapshot().deployments.map { ($0.id, $0.dockerImage) })
+            #expect(images.count == 37)
+            let events = try await h.get("/agents/\(agentId)/events?limit=1000&order_direction=asc").array
+            let created = events.filter { $0["type"] == "Created" }.compactMap { $0["deployment_id"]?.stringValue }
+            #expect(created.count == 37 && Set(created).count == 37, "\(created)")
+            for (previous, id) in zip(created, created.dropFirst()) where id.hasPrefix("d") {
+                #expect(images[id] == images[previous], "\(id) took \(images[id] ?? "-"), \(previous) before it has \(images[previous] ?? "-")")
+            }
+            for id in created {
+                let own = events.compactMap { $0["deployment_id"]?.stringValue == id ? $0["type"]?.stringValue : nil }
+                #expect(own == ["Created", "Registered"] + Array(repeating: "Registered", count: id == "d0" ? 6 : 0), "\(id): \(own)")
+            }
+            #expect(try await h.checkInvariants() == [])
+        }
+    }
+
     @Test(arguments: Backend.all)
     func concurrentRegistrationsOfOneNewDeploymentCreateItOnce(_ backend: Backend) async throws {
         try await Harness.with(backend, .init(runController: false)) { h in

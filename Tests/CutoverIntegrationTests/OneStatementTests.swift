@@ -1,8 +1,8 @@
-import CutoverController
 import CutoverCore
 import Logging
 import Testing
 
+@testable import CutoverController
 @testable import CutoverStore
 
 /// On PostgreSQL a create and a pod's registration are each one statement, whose snapshot is taken before
@@ -38,6 +38,74 @@ struct OneStatementTests {
             let deadline = created.createdAt + ReconcilePolicy().progressDeadline
             #expect(created.statusReason == Reconcile.pendingHint(.awaitRegistration(deadline: deadline)))
         }
+    }
+
+    /// Registrations that came together go as one statement: each it can write is written once, in the
+    /// batch's order, with the events it would have had alone; each of the rest is left to a transaction
+    /// of its own, with nothing written for it.
+    @Test(arguments: Backend.postgresOnly)
+    func aBatchOfRegistrationsWritesWhatItCanAndLeavesTheRest(_ backend: Backend) async throws {
+        let store = try await backend.makeStore()
+        do {
+            try await Self.writeABatchOfRegistrations(store)
+        } catch {
+            try await store.close()
+            throw error
+        }
+        try await store.close()
+    }
+
+    private static func writeABatchOfRegistrations(_ store: any Store) async throws {
+        let t0 = Timestamp.now() + .seconds(-3600)
+        try await store.transaction { tx in
+            for (id, name, key) in [("agent-1", "app", "a"), ("agent-2", "other", "b")] {
+                _ = try await tx.insertAgentIfAbsent(Agent(
+                    id: id, name: name, description: "", status: .ready, acpType: .async, createdAt: t0, updatedAt: t0,
+                    apiKey: String(repeating: key, count: 64)))
+            }
+            _ = try await tx.insertDeploymentIfAbsent(Deployment(id: "old", agentId: "agent-1", dockerImage: "img:1", createdAt: t0))
+            _ = try await tx.insertDeploymentIfAbsent(Deployment(id: "theirs", agentId: "agent-2", dockerImage: "img:9", createdAt: t0))
+            _ = try await tx.insertDeploymentIfAbsent(
+                Deployment(id: "gone", agentId: "agent-2", dockerImage: "img:9", createdAt: t0, expiresAt: t0))
+            #expect(try await tx.collectExpired(agentId: "agent-2", now: t0 + .seconds(1), limit: 10) == ["gone"])
+        }
+        func registration(_ id: String) -> RegistrationRequest {
+            RegistrationRequest(
+                name: "app", description: "", acpURL: "http://127.0.0.1:9/\(id)", acpType: .async,
+                registrationMetadata: ["deployment_id": .string(id)])
+        }
+        let batch = ["a", "old", "a", "theirs", "gone", "b"].map(registration)
+        func otherTrail() async throws -> [Event] {
+            try await store.read { try await $0.events(agentId: "agent-2", after: 0, limit: 100) }.map(\.event)
+        }
+        let otherBefore = try await otherTrail()
+        let answers = try await ControlPlane.registerInOneStatement(store, batch)
+        #expect(answers.map { $0?.id } == ["agent-1", "agent-1", nil, nil, nil, "agent-1"])
+
+        func deployment(_ id: String) async throws -> Deployment? { try await store.read { try await $0.deployment(id: id) } }
+        let (a, b, old, theirs, gone) = (
+            try await deployment("a"), try await deployment("b"), try await deployment("old"), try await deployment("theirs"),
+            try await deployment("gone"))
+        #expect(a?.dockerImage == "img:1" && b?.dockerImage == "img:1", "new ones take the newest image")
+        #expect(a?.acpURL == "http://127.0.0.1:9/a" && b?.status == .pending)
+        #expect(old?.acpURL == "http://127.0.0.1:9/old" && old?.registeredAt != nil, "the existing one re-registered")
+        #expect(theirs?.agentId == "agent-2" && theirs?.acpURL == nil, "another agent's deployment untouched")
+        #expect(gone == nil, "a collected id of another agent not taken")
+        let trail = try await store.read { try await $0.events(agentId: "agent-1", after: 0, limit: 100) }.map(\.event)
+        #expect(trail.map { "\($0.deploymentId ?? "-") \($0.type.rawValue)" } == [
+            "a Created", "a Registered", "old Registered", "b Created", "b Registered",
+        ])
+        #expect(Set(trail.map(\.createdAt)).count == 1 && trail[0].createdAt >= t0)
+        #expect(try await otherTrail() == otherBefore)
+
+        // An agent that does not exist: nothing written, each left to its own transaction (which creates it).
+        let unknown = batch.map { request -> RegistrationRequest in
+            var request = request
+            request.name = "new"
+            return request
+        }
+        #expect(try await ControlPlane.registerInOneStatement(store, unknown).allSatisfy { $0 == nil })
+        #expect(try await store.read { try await $0.agent(name: "new") } == nil)
     }
 
     /// Agent `agent-1` ("app") has deployment `old` (img:1). A transaction locks the agent, adds `new`

@@ -1,12 +1,12 @@
 import Synchronization
 import Testing
 
-@testable import CutoverAPI
+@testable import CutoverRuntime
 
-/// One batch of a task's writes at a time per process; the callers that came meanwhile written together
+/// One batch of a line's writes at a time per process; the callers that came meanwhile written together
 /// by the next, in the order they came.
-@Suite struct TaskWriteBatchesTests {
-    typealias Batches = TaskWriteBatches<String, Int, String>
+@Suite struct WriteBatchesTests {
+    typealias Batches = WriteBatches<String, Int, String>
 
     /// Records each batch run, and holds a run open until it is let go.
     final class Runs: Sendable {
@@ -64,7 +64,7 @@ import Testing
         }
         #expect(runs.batches.withLock { $0 } == [[0], [9], [1, 2, 3, 4, 5]])
         #expect(outputs == [0: "k0", 1: "k1", 2: "k2", 3: "k3", 4: "k4", 5: "k5"])
-        #expect(batches.busyTasks == 0)
+        #expect(batches.busyLines == 0)
     }
 
     @Test func aBatchEndsAtAnotherKeyAtItsCountAndAtItsBytes() async throws {
@@ -122,7 +122,7 @@ import Testing
         }
         #expect(try await batches.submit(4, on: "t", key: "k", size: 1, run: runs.run) == "k4")
         #expect(runs.batches.withLock { $0 } == [[0], [1, 2, 3], [4]])
-        #expect(batches.busyTasks == 0)
+        #expect(batches.busyLines == 0)
     }
 
     /// A caller whose client went away while the batch it leads runs leaves the batch to finish: the
@@ -167,7 +167,7 @@ import Testing
         #expect(try await holder.value == "k0")
         #expect(try await third.value == "k2")
         #expect(runs.batches.withLock { $0 } == [[0], [2]])
-        #expect(batches.busyTasks == 0)
+        #expect(batches.busyLines == 0)
     }
 
     @Test func aCallerCancelledBeforeItAsksDoesNotQueue() async throws {
@@ -184,6 +184,6 @@ import Testing
         runs.open.yield()
         _ = try await holder.value
         #expect(runs.batches.withLock { $0 } == [[0]])
-        #expect(batches.busyTasks == 0)
+        #expect(batches.busyLines == 0)
     }
 }

@@ -1,26 +1,28 @@
 import Synchronization
 
-/// One replica's writes per task, gathered: one batch of a task's writes runs at a time, and the callers
-/// that come meanwhile wait in the order they came, to be written together by the next batch, in that
-/// order. Every event and message on a task updates the task's row, so writes to one task
-/// serialize on its row lock anyway; written one statement each, a task's events were bounded by the
-/// statement's round trip, and waiting in the database costs more once several wait (each waiter holds a
-/// connection and a statement snapshot, and re-reads the row past the versions those snapshots keep).
-/// Written as one statement per batch, a busy task's events share the round trip, the row's update and
-/// the commit. The row lock still orders writers across replicas. Measured with `event/send` on one task
-/// (`hack/bench/rpc`, alternating builds): against four single writes at a time, 1,940–2,240 events/s
-/// instead of 1,440–1,580 at 16 callers and 2,440–3,050 instead of 1,810–1,950 at 64, PostgreSQL's CPU
-/// per event a third (0.10–0.12 ms instead of 0.31–0.35 at 16). Two batches at a time did no better. On
-/// SQLite, whose units of work run one at a time anyway, a batch is one transaction instead of one per
-/// call: 2,480–2,560 events/s instead of 2,100–2,140 at 16, Cutover's CPU per event 0.47–0.48 ms instead
-/// of 0.58–0.59. A batch of one runs in its caller's task, as a single write did.
+/// One replica's writes per line (a task, an agent), gathered: one batch of a line's writes runs at a
+/// time, and the callers that come meanwhile wait in the order they came, to be written together by the
+/// next batch, in that order. It pays where the writes of a line serialize on one row lock anyway, as a
+/// task's do: every event and message on a task updates the task's row. Written one statement each, a
+/// task's events were bounded by the statement's round trip, and waiting in the database costs more once
+/// several wait (each waiter holds a connection and a statement snapshot, and re-reads the row past the
+/// versions those snapshots keep). Written as one statement per batch, a busy task's events share the
+/// round trip, the row's update and the commit. The row lock still orders writers across replicas.
+/// Measured with `event/send` on one task (`hack/bench/rpc`, alternating builds): against four single
+/// writes at a time, 1,940–2,240 events/s instead of 1,440–1,580 at 16 callers and 2,440–3,050 instead
+/// of 1,810–1,950 at 64, PostgreSQL's CPU per event a third (0.10–0.12 ms instead of 0.31–0.35 at 16).
+/// Two batches at a time did no better. On SQLite, whose units of work run one at a time anyway, a batch
+/// is one transaction instead of one per call: 2,480–2,560 events/s instead of 2,100–2,140 at 16,
+/// Cutover's CPU per event 0.47–0.48 ms instead of 0.58–0.59. A batch of one runs in its caller's task,
+/// as a single write did. Registrations of one agent's deployments batch the same way, on the agent's
+/// row lock (`ControlPlane.register`).
 ///
 /// A batch is the longest run of waiters, from the first, whose `Key` is the first's, of at most
 /// `maxItems` writes and `maxBytes` of their sizes (a larger write goes alone). The first waiter of a
 /// batch runs it, with the `run` it gave, and every waiter in it gets its own output; when the batch fails,
 /// each gets the error.
-final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: Sendable>: Sendable {
-    typealias Run = @Sendable (Key, [Item]) async throws -> [Output]
+public final class WriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: Sendable>: Sendable {
+    public typealias Run = @Sendable (Key, [Item]) async throws -> [Output]
 
     private enum Wake: Sendable {
         /// Run this batch, whose first entry is the waiter's own.
@@ -39,32 +41,32 @@ final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: 
     }
 
     private struct State {
-        /// The tasks with a batch running, each with the callers waiting, first come first.
+        /// The lines with a batch running, each with the callers waiting, first come first.
         var lines: [String: [Entry]] = [:]
         var nextId: UInt64 = 0
     }
 
-    let maxItems: Int
-    let maxBytes: Int
+    public let maxItems: Int
+    public let maxBytes: Int
     private let state = Mutex(State())
 
-    init(maxItems: Int = 64, maxBytes: Int = 1 << 20) {
+    public init(maxItems: Int = 64, maxBytes: Int = 1 << 20) {
         precondition(maxItems > 0)
         self.maxItems = maxItems
         self.maxBytes = maxBytes
     }
 
-    /// Writes `item` on `task` as part of a batch of items of the same `key`; its output. `size` counts
+    /// Writes `item` on `line` as part of a batch of items of the same `key`; its output. `size` counts
     /// against the batch's `maxBytes`. A caller cancelled while it waits gets `CancellationError` and gives
     /// up its place; once its batch has started, it is written.
-    func submit(_ item: Item, on task: String, key: Key, size: Int, run: @escaping Run) async throws -> Output {
+    public func submit(_ item: Item, on line: String, key: Key, size: Int, run: @escaping Run) async throws -> Output {
         let id = state.withLock { s -> UInt64? in
-            if takeFree(task, &s) { return nil }
+            if takeFree(line, &s) { return nil }
             s.nextId += 1
             return s.nextId
         }
         guard let id else {
-            return try await lead([Entry(id: 0, key: key, item: item, size: size, run: run)], on: task).get()
+            return try await lead([Entry(id: 0, key: key, item: item, size: size, run: run)], on: line).get()
         }
         let wake = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Wake, Never>) in
@@ -73,35 +75,35 @@ final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: 
                     // Cancelled before it queued (the handler below then found nothing to remove): no wait.
                     guard !Task.isCancelled else { return .done(.failure(CancellationError())) }
                     // A batch finished since the look above.
-                    if takeFree(task, &s) { return .lead([entry]) }
-                    s.lines[task]!.append(entry)
+                    if takeFree(line, &s) { return .lead([entry]) }
+                    s.lines[line]!.append(entry)
                     return nil
                 }
                 if let outcome { continuation.resume(returning: outcome) }
             }
         } onCancel: {
             let removed = state.withLock { s -> Entry? in
-                guard let index = s.lines[task]?.firstIndex(where: { $0.id == id }) else { return nil }
-                return s.lines[task]!.remove(at: index)
+                guard let index = s.lines[line]?.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.lines[line]!.remove(at: index)
             }
             removed?.continuation?.resume(returning: .done(.failure(CancellationError())))
         }
         switch wake {
-        case .lead(let batch): return try await lead(batch, on: task).get()
+        case .lead(let batch): return try await lead(batch, on: line).get()
         case .done(let result): return try result.get()
         }
     }
 
-    /// Starts a batch on `task` when none runs; false when the caller must wait.
-    private func takeFree(_ task: String, _ s: inout State) -> Bool {
-        guard s.lines[task] == nil else { return false }
-        s.lines[task] = []
+    /// Starts a batch on `line` when none runs; false when the caller must wait.
+    private func takeFree(_ line: String, _ s: inout State) -> Bool {
+        guard s.lines[line] == nil else { return false }
+        s.lines[line] = []
         return true
     }
 
-    /// Runs `batch` (the caller's entry first), answers the others in it, hands the task to the next batch
+    /// Runs `batch` (the caller's entry first), answers the others in it, hands the line to the next batch
     /// of waiters or frees it; the caller's own output.
-    private func lead(_ batch: [Entry], on task: String) async -> Result<Output, any Error> {
+    private func lead(_ batch: [Entry], on line: String) async -> Result<Output, any Error> {
         let first = batch[0]
         let items = batch.map(\.item)
         let outputs: Result<[Output], any Error>
@@ -118,12 +120,12 @@ final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: 
             entry.continuation?.resume(returning: .done(checked.map { $0[index] }))
         }
         let next = state.withLock { s -> [Entry]? in
-            guard let waiting = s.lines[task], !waiting.isEmpty else {
-                s.lines[task] = nil
+            guard let waiting = s.lines[line], !waiting.isEmpty else {
+                s.lines[line] = nil
                 return nil
             }
             let count = batchLength(waiting)
-            s.lines[task]!.removeFirst(count)
+            s.lines[line]!.removeFirst(count)
             return Array(waiting.prefix(count))
         }
         if let next { next[0].continuation?.resume(returning: .lead(next)) }
@@ -143,15 +145,15 @@ final class TaskWriteBatches<Key: Equatable & Sendable, Item: Sendable, Output: 
         return count
     }
 
-    struct BatchMismatch: Error, CustomStringConvertible {
+    public struct BatchMismatch: Error, CustomStringConvertible {
         var items: Int
         var outputs: Int
-        var description: String { "a batch of \(items) writes gave \(outputs) results" }
+        public var description: String { "a batch of \(items) writes gave \(outputs) results" }
     }
 
-    /// How many tasks have a batch running (tests).
-    var busyTasks: Int { state.withLock { $0.lines.count } }
+    /// How many lines have a batch running (tests).
+    var busyLines: Int { state.withLock { $0.lines.count } }
 
-    /// How many callers wait on `task` (tests).
-    func waiting(on task: String) -> Int { state.withLock { $0.lines[task]?.count ?? 0 } }
+    /// How many callers wait on `line` (tests).
+    func waiting(on line: String) -> Int { state.withLock { $0.lines[line]?.count ?? 0 } }
 }
