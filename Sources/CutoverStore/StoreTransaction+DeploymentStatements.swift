@@ -81,13 +81,18 @@ extension StoreTransaction {
         _ registrations: [DeploymentRegistration], agent: String, byName: Bool, actor: Actor, at now: Timestamp
     ) async throws -> (agent: Agent, registered: Set<String>)? {
         guard dialect == .postgres, !registrations.isEmpty else { return nil }
-        func texts(_ value: (DeploymentRegistration) throws -> String?) rethrows -> Bind {
-            .texts(TextColumn(try registrations.map(value)))
+        // One registration, the commonest case, binds its fields as they are: the statement over arrays
+        // costs PostgreSQL more (measured under pgbench: 0.30–0.43 ms of CPU against 0.26–0.30).
+        let one = registrations.count == 1
+        func field(_ value: (DeploymentRegistration) throws -> String?) rethrows -> Bind {
+            one ? .text(try value(registrations[0])) : .texts(TextColumn(try registrations.map(value)))
         }
-        let rows = try await rows(byName ? Self.registerByName : Self.registerById, [
-            texts(\.id), .text(agent), texts(\.image), try texts { try Self.encode($0.metadata) }, texts(\.acpURL),
-            .time(now), texts { _ in Identifiers.uuid() }, texts(\.created.type.rawValue), texts(\.created.message),
-            texts { _ in Identifiers.uuid() }, texts(\.registered.type.rawValue), texts(\.registered.message),
+        let statement = one ? (byName ? Self.registerOneByName : Self.registerOneById)
+            : (byName ? Self.registerByName : Self.registerById)
+        let rows = try await rows(statement, [
+            field(\.id), .text(agent), field(\.image), try field { try Self.encode($0.metadata) }, field(\.acpURL),
+            .time(now), field { _ in Identifiers.uuid() }, field(\.created.type.rawValue), field(\.created.message),
+            field { _ in Identifiers.uuid() }, field(\.registered.type.rawValue), field(\.registered.message),
             .text(actor.description), .text(origin),
         ])
         var found: Agent?
@@ -150,16 +155,45 @@ extension StoreTransaction {
         events: "SELECT $11, d.agent_id, $1, $12, NULL, $13, $14, n.t FROM d, n",
         origin: "$15", deployment: "$1")
 
-    private static let registerById = registration(lookup: "id")
-    private static let registerByName = registration(lookup: "name")
+    private static let registerOneById = registration(lookup: "id")
+    private static let registerOneByName = registration(lookup: "name")
+    private static let registerById = registrations(lookup: "id")
+    private static let registerByName = registrations(lookup: "name")
+
+    /// A registration of a deployment the agent has: its URL, time and metadata, the probe error cleared.
+    /// (xmax = 0): the row was inserted by the statement, not updated here.
+    private static let reRegistration = """
+        ON CONFLICT (id) DO UPDATE SET acp_url = EXCLUDED.acp_url, registered_at = EXCLUDED.registered_at,
+            last_probe_error = NULL,
+            registration_metadata = COALESCE(EXCLUDED.registration_metadata, deployments.registration_metadata)
+        WHERE deployments.agent_id = EXCLUDED.agent_id
+        RETURNING (xmax = 0) AS inserted, agent_id, id
+        """
+
+    /// One registration: `registrations` below, with each field a parameter of its own.
+    private static func registration(lookup: String) -> Statement {
+        statement(
+            lookup: lookup, now: "$6",
+            insert: """
+                SELECT $1, a.id, COALESCE($3::text, cutover_newest_image(a.id), 'unknown'), $4::text, \
+                '\(DeploymentStatus.pending.rawValue)', NULL, $5, 0, NULL, NULL, n.t, n.t, NULL, NULL, NULL, NULL, \
+                NULL, NULL
+                FROM a, n WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = $1 AND c.agent_id <> a.id)
+                \(reRegistration)
+                """,
+            events: """
+                SELECT $7, d.agent_id, $1, $8, NULL, $9, $13, n.t FROM d, n WHERE d.inserted
+                UNION ALL SELECT $10, d.agent_id, $1, $11, NULL, $12, $13, n.t FROM d, n
+                """,
+            origin: "$14", deployment: "$1", extra: ", d.id, \(qualified(agentColumns, "a"))")
+    }
 
     /// `$1`, `$3`–`$5`, `$7`–`$12`: a column per field of the registrations, in their order (`r.ord`). A
-    /// NULL image: the image of the agent's newest deployment (or "unknown"), read like `n.t`. (xmax = 0):
-    /// the row was inserted by this statement, not updated by its ON CONFLICT branch. An id collected from
-    /// another agent is refused, by the `NOT EXISTS` here or (for a collection this insert waited on) by
-    /// the `cutover_refuse_collected_id` trigger; an id of another agent matches no row. Each
-    /// registration's events follow the one before's, `created` (when inserted) before `registered`.
-    private static func registration(lookup: String) -> Statement {
+    /// NULL image: the image of the agent's newest deployment (or "unknown"), read like `n.t`. An id
+    /// collected from another agent is refused, by the `NOT EXISTS` here or (for a collection this insert
+    /// waited on) by the `cutover_refuse_collected_id` trigger; an id of another agent matches no row.
+    /// Each registration's events follow the one before's, `created` (when inserted) before `registered`.
+    private static func registrations(lookup: String) -> Statement {
         statement(
             lookup: lookup, now: "$6",
             items: """
@@ -173,11 +207,7 @@ extension StoreTransaction {
                 NULL, NULL
                 FROM a, n, r WHERE NOT EXISTS (SELECT 1 FROM collected_deployments c WHERE c.id = r.id AND c.agent_id <> a.id)
                 ORDER BY r.ord
-                ON CONFLICT (id) DO UPDATE SET acp_url = EXCLUDED.acp_url, registered_at = EXCLUDED.registered_at,
-                    last_probe_error = NULL,
-                    registration_metadata = COALESCE(EXCLUDED.registration_metadata, deployments.registration_metadata)
-                WHERE deployments.agent_id = EXCLUDED.agent_id
-                RETURNING (xmax = 0) AS inserted, agent_id, id
+                \(reRegistration)
                 """,
             events: """
                 SELECT v.id, d.agent_id, d.id, v.type, NULL, v.message, $13, n.t
