@@ -70,8 +70,9 @@ extension StoreTransaction {
     /// deployment) and metadata, then appends `created` and `registered`; or, when the agent already has
     /// that deployment, records the registration on it (URL, time and metadata, the probe error cleared: a
     /// new registration has not been probed), then appends `registered` alone. One that names an id of
-    /// another agent, or one another agent's garbage collection took, writes nothing. The agent as it is
-    /// now and the ids of the registrations written; nil when none was.
+    /// another agent, or one another agent's garbage collection took, writes nothing (an id collected
+    /// while the statement waited for the agent fails the whole statement, with a conflict). The agent as
+    /// it is now and the ids of the registrations written; nil when none was.
     ///
     /// With several registrations that name no image, each new deployment takes the image of the newest
     /// before the statement, which is what each would take in turn: the ones before it in the statement
