@@ -101,10 +101,11 @@ public final class ControlPlane: Sendable {
     /// batch) and nothing was written for it: the transaction then does it, or gives the error.
     static func registerInOneStatement(_ store: any Store, _ batch: [RegistrationRequest]) async throws -> [Agent?] {
         guard store.runsOneStatementUnits, let first = batch.first else { return batch.map { _ in nil } }
+        // PostgreSQL's ON CONFLICT cannot touch one row twice in a statement: a repeat goes on its own.
         var ids: Set<String> = []
-        let registrations = batch.compactMap { request -> StoreTransaction.DeploymentRegistration? in
-            // PostgreSQL's ON CONFLICT cannot touch one row twice in a statement: a repeat goes on its own.
-            guard let id = request.deploymentId, ids.insert(id).inserted else { return nil }
+        let included = batch.map { $0.deploymentId.map { ids.insert($0).inserted } ?? false }
+        let registrations = zip(batch, included).compactMap { request, included -> StoreTransaction.DeploymentRegistration? in
+            guard included, let id = request.deploymentId else { return nil }
             let events = registrationEvents(deploymentId: id, request)
             return .init(
                 id: id, image: request.image, metadata: request.registrationMetadata, acpURL: request.acpURL,
@@ -124,11 +125,8 @@ public final class ControlPlane: Sendable {
             // conflict it raises, and for the whole statement): each goes on its own, to its own answer.
             return batch.map { _ in nil }
         }
-        var answered: Set<String> = []
-        return batch.map { request in
-            guard let written, let id = request.deploymentId, written.registered.contains(id),
-                answered.insert(id).inserted
-            else { return nil }
+        return zip(batch, included).map { request, included in
+            guard included, let written, let id = request.deploymentId, written.registered.contains(id) else { return nil }
             return written.agent
         }
     }
