@@ -274,6 +274,12 @@ public final class ControlPlane: Sendable {
     public func promote(
         agentId: String, deploymentId: String, reason: String?, _ ctx: RequestContext
     ) async throws -> Deployment {
+        if !ctx.dryRun, store.runsOneStatementUnits, let promoted = try await Self.promoteInOneStatement(
+            store, agentId: agentId, deploymentId: deploymentId, reason: reason, actor: ctx.actor)
+        {
+            recordChange(promoted, kind: .promote, agentId: agentId, ctx)
+            return promoted.deployment
+        }
         let promoted = try await store.transaction(dryRun: ctx.dryRun) { tx in
             let locked = try await Self.lockWithProduction(tx, agentId: agentId, deploymentId)
             let agent = locked.agent
@@ -287,6 +293,28 @@ public final class ControlPlane: Sendable {
         recordChange(promoted, kind: .promote, agentId: agentId, ctx)
         return promoted.deployment
     }
+
+    /// On PostgreSQL, the promotion as one statement when it can be made (see
+    /// `StoreTransaction.promoteInOneStatement`), with the events `Promotion.plan` would write; nil when the
+    /// promotion's transaction must decide.
+    static func promoteInOneStatement(
+        _ store: any Store, agentId: String, deploymentId: String, reason: String?, actor: Actor
+    ) async throws -> (deployment: Deployment, changed: Bool)? {
+        try await store.autocommit { tx in
+            try await tx.promoteInOneStatement(
+                agentId: agentId, deploymentId: deploymentId,
+                events: (
+                    alone: Promotion.events(kind: .promote, target: deploymentId, demoted: nil, reason: reason),
+                    replacing: Promotion.events(
+                        kind: .promote, target: deploymentId, demoted: Self.demotedMarker, reason: reason)),
+                marker: Self.demotedMarker, madeReady: Promotion.madeReady.map(\.rawValue), actor: actor,
+                at: .now())
+        }
+    }
+
+    /// Stands for the demoted deployment's id in the events a one-statement promotion writes: no deployment
+    /// id holds a control character.
+    private static let demotedMarker = "\u{1}"
 
     /// Logs a committed promotion or rollback and counts it (`cutover_promotions_total{kind}`).
     private func recordChange(

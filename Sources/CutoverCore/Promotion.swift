@@ -43,27 +43,39 @@ public enum Promotion {
         target.isProduction = true
         target.promotedAt = now
         agent.productionDeploymentId = target.id
-        if agent.status == .buildOnly || agent.status == .unknown { agent.status = .ready }
+        if madeReady.contains(agent.status) { agent.status = .ready }
         agent.updatedAt = now
 
+        let events = Self.events(kind: kind, target: target.id, demoted: demoted?.id, reason: reason)
+        return PromotionPlan(isNoop: false, agent: agent, target: target, demoted: demoted, events: events)
+    }
+}
+
+extension Promotion {
+    /// The agent statuses a promotion turns into `Ready`: an agent that gets a production deployment serves.
+    public static let madeReady: [AgentStatus] = [.buildOnly, .unknown]
+
+    /// The events of making `target` production, replacing `demoted` (nil when the agent had no production
+    /// deployment): the promotion's, then the demotion's.
+    public static func events(kind: PromotionKind, target: String, demoted: String?, reason: String?) -> [EventDraft] {
         var events: [EventDraft] = []
-        let replaced = demoted.map { " (replacing '\($0.id)')" } ?? ""
+        let replaced = demoted.map { " (replacing '\($0)')" } ?? ""
         switch kind {
         case .promote:
-            events.append(.init(deploymentId: target.id, type: .promoted, reason: reason,
-                                message: "promoted '\(target.id)' to production\(replaced)"))
+            events.append(.init(deploymentId: target, type: .promoted, reason: reason,
+                                message: "promoted '\(target)' to production\(replaced)"))
         case .autoPromote:
-            events.append(.init(deploymentId: target.id, type: .autoPromoted, reason: reason,
-                                message: "first Ready deployment '\(target.id)' promoted to production"))
+            events.append(.init(deploymentId: target, type: .autoPromoted, reason: reason,
+                                message: "first Ready deployment '\(target)' promoted to production"))
         case .rollback:
-            events.append(.init(deploymentId: target.id, type: .rolledBack, reason: reason,
-                                message: "rolled production back to '\(target.id)'\(replaced)"))
+            events.append(.init(deploymentId: target, type: .rolledBack, reason: reason,
+                                message: "rolled production back to '\(target)'\(replaced)"))
         }
         if let demoted {
-            events.append(.init(deploymentId: demoted.id, type: .demoted, reason: reason,
-                                message: "'\(demoted.id)' is no longer production; '\(target.id)' is"))
+            events.append(.init(deploymentId: demoted, type: .demoted, reason: reason,
+                                message: "'\(demoted)' is no longer production; '\(target)' is"))
         }
-        return PromotionPlan(isNoop: false, agent: agent, target: target, demoted: demoted, events: events)
+        return events
     }
 }
 

@@ -38,6 +38,75 @@ enum Migrations {
         Migration(
             version: 9, name: "running_tasks_by_owner", postgres: runningTasksByOwner, sqlite: runningTasksByOwner),
         Migration(version: 10, name: "rfc3339_inlined", postgres: rfc3339Inlined, sqlite: []),
+        // SQLite's promotions are transactions, which cost no round trips there.
+        Migration(version: 11, name: "promote_function", postgres: promoteFunction, sqlite: []),
+    ]
+
+    /// A promotion as one call (`StoreTransaction.promoteInOneStatement` says what it does and answers).
+    /// A function, not one statement of CTEs: a statement's snapshot is taken before it waits for the
+    /// agent's turn, and each row the promotion before it changed (the agent, both deployments) then went
+    /// through PostgreSQL's re-check of a row updated since the snapshot, which sets up the statement's
+    /// whole plan again; under alternating promotes that was most of PostgreSQL's CPU. Each statement of a
+    /// function takes a fresh snapshot, after the wait. Its name is its contract: a change of its
+    /// parameters or answer is a new function, so that replicas of either version work during a rollout.
+    private static let promoteFunction = [
+        """
+        CREATE FUNCTION cutover_promote(
+            p_agent TEXT, p_deployment TEXT, p_now BIGINT, p_marker TEXT, p_reason TEXT, p_actor TEXT, p_payload TEXT,
+            p_event_ids TEXT[], p_event_sets BIGINT[], p_event_deployments TEXT[], p_event_types TEXT[],
+            p_event_messages TEXT[], p_made_ready TEXT[]
+        ) RETURNS TABLE (
+            changed INTEGER, demoted TEXT, id TEXT, agent_id TEXT, docker_image TEXT,
+            registration_metadata TEXT, status TEXT, status_reason TEXT, acp_url TEXT, is_production INTEGER,
+            sgp_deploy_id TEXT, helm_release_name TEXT, created_at BIGINT, registered_at BIGINT, ready_at BIGINT,
+            promoted_at BIGINT, demoted_at BIGINT, expires_at BIGINT, failed_at BIGINT, last_probe_error TEXT,
+            running_tasks BIGINT
+        ) LANGUAGE plpgsql VOLATILE AS $$
+        #variable_conflict use_column
+        DECLARE
+            production TEXT;
+            target deployments%ROWTYPE;
+            t BIGINT;
+            gone TEXT;
+            wrote INTEGER := 0;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(\(StoreTransaction.agentTurnLockClass), hashtext(p_agent));
+            SELECT a.production_deployment_id INTO production FROM agents a
+            WHERE a.id = p_agent AND a.status <> 'Deleted' FOR UPDATE;
+            IF NOT FOUND THEN
+                RETURN;
+            END IF;
+            SELECT * INTO target FROM deployments d WHERE d.id = p_deployment FOR UPDATE;
+            IF NOT FOUND OR target.agent_id <> p_agent OR target.status <> 'Ready' OR target.expires_at IS NOT NULL THEN
+                RETURN;
+            END IF;
+            t := GREATEST(p_now, cutover_newest_event_time(p_agent));
+            IF target.is_production <> 1 OR production IS DISTINCT FROM p_deployment THEN
+                wrote := 1;
+                UPDATE deployments d SET is_production = 0, demoted_at = t
+                WHERE d.id = production AND d.agent_id = p_agent AND d.id <> p_deployment RETURNING d.id INTO gone;
+                UPDATE deployments d SET is_production = 1, promoted_at = t WHERE d.id = p_deployment;
+                UPDATE agents a SET production_deployment_id = p_deployment, updated_at = t,
+                    status = CASE WHEN a.status = ANY(p_made_ready) THEN 'Ready' ELSE a.status END
+                WHERE a.id = p_agent;
+                INSERT INTO events (id, agent_id, deployment_id, type, reason, message, actor, created_at)
+                SELECT v.id, p_agent, NULLIF(replace(v.deployment, p_marker, COALESCE(gone, '')), ''), v.type,
+                    p_reason, replace(v.message, p_marker, COALESCE(gone, '')), p_actor, t
+                FROM unnest(p_event_ids, p_event_sets, p_event_deployments, p_event_types, p_event_messages)
+                    WITH ORDINALITY AS v(id, kind, deployment, type, message, ord)
+                WHERE v.kind = CASE WHEN gone IS NULL THEN 1 ELSE 2 END
+                ORDER BY v.ord;
+                PERFORM pg_notify('\(ChangeNotifications.channel)', p_payload);
+            END IF;
+            RETURN QUERY
+            SELECT wrote, gone, d.id, d.agent_id, d.docker_image, d.registration_metadata, d.status, d.status_reason,
+                d.acp_url, d.is_production, d.sgp_deploy_id, d.helm_release_name, d.created_at, d.registered_at,
+                d.ready_at, d.promoted_at, d.demoted_at, d.expires_at, d.failed_at, d.last_probe_error,
+                (SELECT COUNT(*) FROM tasks k WHERE k.deployment_id = d.id AND k.status = 'RUNNING')
+            FROM deployments d WHERE d.id = p_deployment;
+        END
+        $$
+        """,
     ]
 
     private static let dropEventsAgent = ["DROP INDEX events_agent"]

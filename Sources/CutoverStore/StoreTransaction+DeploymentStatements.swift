@@ -1,11 +1,12 @@
 import CutoverCore
 import Foundation
 
-/// The control plane's commonest writes, a create and a pod's registration, as one PostgreSQL statement
-/// each, run outside a transaction: the statement is its own unit of work, so it costs one round trip
-/// where BEGIN, the agent's lock, the writes and COMMIT cost four. It still takes the agent's row lock
-/// first (its first CTE), so writers of one agent serialize and its events keep commit order; it writes
-/// the deployment, its events and the change notification together or not at all.
+/// The control plane's commonest writes, a create, a pod's registration and a promotion, as one
+/// PostgreSQL statement each, run outside a transaction: the statement is its own unit of work, so it
+/// costs one round trip where BEGIN, the agent's lock, the writes and COMMIT cost four. It still takes
+/// the agent's row lock first (its first CTE; the promotion's function, its first statements), so
+/// writers of one agent serialize and its events keep commit order; it writes the deployment, its
+/// events and the change notification together or not at all.
 ///
 /// An agent's times follow commit order too. The caller's clock is read before the statement is sent,
 /// and writers that read theirs later can take the lock first (PostgreSQL's row locks are not granted
@@ -109,6 +110,52 @@ extension StoreTransaction {
         }
         return found.map { ($0, registered) }
     }
+
+    /// Makes deployment `deploymentId` production for agent `agentId` at `now` (the caller's time), when
+    /// the agent is not deleted and the deployment is its own, Ready and not deleted: demotes the agent's
+    /// production deployment, points the agent at the new one (an agent of a status in `madeReady` becomes
+    /// Ready), appends `events.alone`, or `events.replacing` when there was a production deployment to
+    /// demote (`marker` in their deployment ids and messages stands for its id), and notifies the other
+    /// replicas that the agent's routes changed. A deployment that is production already is answered as
+    /// it is, with nothing written. The deployment as it is now and whether anything changed; nil, with
+    /// nothing written, in every other case, for the caller's transaction to answer with its full rules
+    /// and errors.
+    ///
+    /// It takes the agent's turn first, as a promotion's transaction does (`lockAgentsAndDeployments`),
+    /// then the rows' locks, and reads them after the wait, so a production changed meanwhile is the one
+    /// demoted. Its time is the later of `now` and the agent's newest event's.
+    public func promoteInOneStatement(
+        agentId: String, deploymentId: String, events: (alone: [EventDraft], replacing: [EventDraft]),
+        marker: String, madeReady: [String], actor: Actor, at now: Timestamp
+    ) async throws -> (deployment: Deployment, changed: Bool)? {
+        guard dialect == .postgres else { return nil }
+        let payload = ChangeNotifications.payloads([Change(agentId: agentId, deploymentId: nil)], origin: origin)[0]
+        let drafts = events.alone.map { (1 as Int64, $0) } + events.replacing.map { (2 as Int64, $0) }
+        let rows = try await rows(Self.promote, [
+            .text(agentId), .text(deploymentId), .time(now), .text(marker), .text(drafts.first?.1.reason),
+            .text(actor.description), .text(payload), .texts(TextColumn(drafts.map { _ in Identifiers.uuid() })),
+            .ints(IntColumn(drafts.map(\.0))), .texts(TextColumn(drafts.map { $0.1.deploymentId ?? "" })),
+            .texts(TextColumn(drafts.map(\.1.type.rawValue))), .texts(TextColumn(drafts.map(\.1.message))),
+            .texts(TextColumn(madeReady)),
+        ])
+        guard let row = rows.first else { return nil }
+        var r = row.reader
+        let changed = try r.bool()
+        let demoted = try r.optionalText()
+        let deployment = try Self.readDeployment(&r, withRunningTasks: true)
+        guard changed else { return (deployment, false) }
+        if let demoted { noteChange(agentId: agentId, deploymentId: demoted) }
+        noteChange(agentId: agentId, deploymentId: deploymentId)
+        noteChange(agentId: agentId, deploymentId: nil)
+        return (deployment, true)
+    }
+
+    /// The function of migration 11 (`promote_function`): the answer is whether it wrote, the demoted id,
+    /// and the target as it is now.
+    private static let promote = Statement("""
+        SELECT * FROM cutover_promote($1, $2, $3, $4, $5::text, $6, $7, $8::text[], $9::bigint[], $10::text[], \
+        $11::text[], $12::text[], $13::text[])
+        """)
 
     /// The waiting hint around its deadline, which the create's statement writes from its own time.
     private static let waitingHint: (prefix: String, suffix: String) = {
