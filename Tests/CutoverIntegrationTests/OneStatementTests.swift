@@ -46,14 +46,7 @@ struct OneStatementTests {
     /// of its own, with nothing written for it.
     @Test(arguments: Backend.postgresOnly)
     func aBatchOfRegistrationsWritesWhatItCanAndLeavesTheRest(_ backend: Backend) async throws {
-        let store = try await backend.makeStore()
-        do {
-            try await Self.writeABatchOfRegistrations(store)
-        } catch {
-            try await store.close()
-            throw error
-        }
-        try await store.close()
+        try await backend.withStore(Self.writeABatchOfRegistrations)
     }
 
     private static func writeABatchOfRegistrations(_ store: any Store) async throws {
@@ -114,14 +107,7 @@ struct OneStatementTests {
     /// writes nothing and is left to the transaction; promoting production again writes nothing.
     @Test(arguments: Backend.postgresOnly)
     func aPromotionWritesWhatItsTransactionWouldOrNothing(_ backend: Backend) async throws {
-        let store = try await backend.makeStore()
-        do {
-            try await Self.promoteInOneStatement(store)
-        } catch {
-            try await store.close()
-            throw error
-        }
-        try await store.close()
+        try await backend.withStore(Self.promoteInOneStatement)
     }
 
     private static func promoteInOneStatement(_ store: any Store) async throws {
@@ -200,14 +186,7 @@ struct OneStatementTests {
     /// meanwhile, not the one of its snapshot, and takes no earlier time than the trail's newest.
     @Test(arguments: Backend.postgresOnly)
     func aPromotionThatWaitedDemotesTheProductionCommittedMeanwhile(_ backend: Backend) async throws {
-        let base = try await backend.makeStore()
-        do {
-            try await Self.promoteAfterWaiting(base)
-        } catch {
-            try await base.close()
-            throw error
-        }
-        try await base.close()
+        try await backend.withStore(Self.promoteAfterWaiting)
     }
 
     private static func promoteAfterWaiting(_ base: any Store) async throws {

@@ -31,6 +31,19 @@ enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Runs `body` on a fresh store (`makeStore`), which is closed after it, whether `body` throws or not
+    /// (a store left open when its test throws crashes the test process).
+    func withStore(_ body: (any Store) async throws -> Void) async throws {
+        let store = try await makeStore()
+        do {
+            try await body(store)
+        } catch {
+            try await store.close()
+            throw error
+        }
+        try await store.close()
+    }
+
     /// Another replica's store on the database of `store` (PostgreSQL only).
     static func openPostgres(_ database: String) async throws -> any Store {
         guard let base = postgresURL,
