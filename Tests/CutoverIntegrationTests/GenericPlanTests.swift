@@ -41,6 +41,20 @@ struct GenericPlanTests {
         try await store.close()
     }
 
+    /// The controller's read of the deployments it reconciles finds each by id even when its generic plan
+    /// is made on an empty table, as in a new database, where a scan looks cheap and the plan is then kept
+    /// as the table grows.
+    @Test(arguments: Backend.postgresOnly)
+    func theControllersReadFindsDeploymentsByIdOnAnEmptyTable(_ backend: Backend) async throws {
+        try await backend.withStore { store in
+            let plan = try await Self.genericPlan(
+                store, StoreTransaction.deploymentsAndAgentsStatement(count: 3), "'d1', 'd2', 'd3'")
+            #expect(plan.contains("Index Scan using deployments_id_key on deployments"), "\(plan)")
+            #expect(plan.contains("Index Scan using agents_id_key on agents"), "\(plan)")
+            #expect(!plan.contains("Seq Scan"), "\(plan)")
+        }
+    }
+
     /// The generic plan of `statement` for `arguments` (SQL literals), as `EXPLAIN` prints it.
     static func genericPlan(_ store: any Store, _ statement: Statement, _ arguments: String) async throws -> String {
         try await store.transaction(dryRun: true) { tx in
