@@ -236,19 +236,25 @@ public final class StoreTransaction: Sendable {
     /// The counts are conditions on no column, which PostgreSQL evaluates once before reading a row: `q`
     /// runs whole before `a` locks an agent, and `a` before `d` reads a deployment. `d` finds deployments
     /// by id alone: a condition on `agent_id` there let the planner read the agent's whole index (8,000
-    /// entries for a busy agent) to intersect it with two ids. The join drops a deployment of an agent not
-    /// asked for; one row per agent and deployment, the deployment's columns NULL for an agent with none.
-    private static let lockAgentsAndDeploymentsStatement = Statement("""
+    /// entries for a busy agent) to intersect it with two ids. It looks each id up on its own, in id order
+    /// (a lateral subquery that locks is not merged into a join): one condition over all the ids got a
+    /// generic plan that scanned the whole table whenever it was first planned on a nearly empty one, as
+    /// in a new database, and kept it as the table grew. The join drops a deployment of an agent not asked
+    /// for; one row per agent and deployment, the deployment's columns NULL for an agent with none.
+    static let lockAgentsAndDeploymentsStatement = Statement("""
         WITH q AS (
             SELECT pg_advisory_xact_lock(\(agentTurnLockClass), k)
             FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($1::text[]) x ORDER BY k) keys
         ), a AS (
             SELECT \(agentColumns) FROM agents WHERE id = ANY($1) AND (SELECT COUNT(*) FROM q) >= 0 ORDER BY id FOR UPDATE
         ), d AS (
-            SELECT \(deploymentColumns), \(runningTasksColumn) FROM deployments
-            WHERE (SELECT COUNT(*) FROM a) >= 0
-                AND (id = ANY($2) OR ($3 = 1 AND id = ANY(ARRAY(SELECT production_deployment_id FROM a))))
-            ORDER BY id FOR UPDATE
+            SELECT l.* FROM (
+                SELECT DISTINCT x FROM unnest($2::text[] || CASE WHEN $3 = 1 AND (SELECT COUNT(*) FROM a) >= 0
+                    THEN ARRAY(SELECT production_deployment_id FROM a) ELSE '{}'::text[] END) x
+                WHERE x IS NOT NULL ORDER BY x
+            ) k CROSS JOIN LATERAL (
+                SELECT \(deploymentColumns), \(runningTasksColumn) FROM deployments WHERE id = k.x FOR UPDATE
+            ) l
         )
         SELECT d.id, \(qualified(agentColumns, "a")), \(qualified(deploymentColumns, "d")), d.running_tasks
         FROM a LEFT JOIN d ON d.agent_id = a.id

@@ -55,6 +55,18 @@ struct GenericPlanTests {
         }
     }
 
+    /// The lock of a reconcile batch, a promotion or a rollback finds each deployment by id even when its
+    /// generic plan is made on an empty table.
+    @Test(arguments: Backend.postgresOnly)
+    func theLockFindsDeploymentsByIdOnAnEmptyTable(_ backend: Backend) async throws {
+        try await backend.withStore { store in
+            let plan = try await Self.genericPlan(
+                store, StoreTransaction.lockAgentsAndDeploymentsStatement, "ARRAY['a1'], ARRAY['d1', 'd2'], 1")
+            #expect(plan.contains("Index Scan using deployments_id_key on deployments"), "\(plan)")
+            #expect(!plan.contains("Seq Scan on deployments"), "\(plan)")
+        }
+    }
+
     /// The generic plan of `statement` for `arguments` (SQL literals), as `EXPLAIN` prints it.
     static func genericPlan(_ store: any Store, _ statement: Statement, _ arguments: String) async throws -> String {
         try await store.transaction(dryRun: true) { tx in
