@@ -160,12 +160,13 @@ public final class StoreTransaction: Sendable {
         "\(qualified(deploymentColumns, "d")), \(qualified(agentColumns, "a"))"
 
     /// `deploymentsAndAgents` on PostgreSQL for `count` ids (`$1`…): each deployment, then its agent, looked
-    /// up by id on its own. The plain join (`d.id IN (…)`) got a generic plan that read every deployment into
-    /// a hash whenever it was first planned on a nearly empty table (a new database), and PostgreSQL keeps
-    /// a generic plan until the table's statistics change: in a benchmark's ten seconds of registrations,
-    /// PostgreSQL counted 682 sequential scans of `deployments`, which read 3.5 million rows. A lookup of one id by a unique index is cheaper than a scan
-    /// even by an empty table's estimates; the `LIMIT 1` keeps each lookup a subquery of its own, which
-    /// the planner would otherwise merge into a join it is again free to hash.
+    /// up by id on its own. The plain join (`d.id IN (…)`) got a generic plan that read every deployment
+    /// into a hash whenever it was first planned on a nearly empty table (a new database), and PostgreSQL
+    /// keeps a generic plan until the table's statistics change: in a benchmark's ten seconds of
+    /// registrations, PostgreSQL counted 682 sequential scans of `deployments`, which read 3.5 million
+    /// rows. A lookup of one id by a unique index is cheaper than a scan even by an empty table's
+    /// estimates; the `LIMIT 1` keeps each lookup a subquery of its own, which the planner would otherwise
+    /// merge into a join it is again free to hash.
     static func deploymentsAndAgentsStatement(count: Int) -> Statement {
         let keys = (1...count).map { "($\($0))" }.joined(separator: ", ")
         return Statement("""
