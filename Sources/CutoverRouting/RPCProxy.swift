@@ -152,10 +152,23 @@ public struct RPCProxy: Sendable {
 
     static let wholeLimit = 64 * 1024
 
-    /// event-stream, octet-stream, ndjson. In UTF-8 bytes: Foundation's `contains` showed in the RPC
-    /// path's profile.
+    /// event-stream, octet-stream, ndjson. Searched byte by byte: `contains` of one string in another goes
+    /// through the standard library's generic substring search, which showed at 5 % of Cutover's CPU on
+    /// the RPC path (most of it looking up generic metadata), and `lowercased()` made a copy.
     static func isStreaming(_ contentType: String?) -> Bool {
-        guard let contentType = contentType?.lowercased() else { return false }
-        return contentType.utf8.contains("stream".utf8) || contentType.utf8.contains("ndjson".utf8)
+        guard var contentType else { return false }
+        return contentType.withUTF8 { containsIgnoringCase($0, "stream") || containsIgnoringCase($0, "ndjson") }
+    }
+
+    /// Whether `text` holds `word` (lowercase ASCII), whatever the case of `text`'s ASCII letters.
+    private static func containsIgnoringCase(_ text: UnsafeBufferPointer<UInt8>, _ word: StaticString) -> Bool {
+        let word = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+        guard word.count <= text.count else { return false }
+        return (0...(text.count - word.count)).contains { start in
+            word.indices.allSatisfy { i in
+                let byte = text[start + i]
+                return ((0x41...0x5A).contains(byte) ? byte | 0x20 : byte) == word[i]
+            }
+        }
     }
 }

@@ -40,10 +40,10 @@ struct UpstreamClientTests {
 
     @Test
     func streamedContentTypesAreRecognisedWhateverTheirCase() {
-        for type in ["application/x-ndjson", "text/event-stream; charset=utf-8", "Application/Octet-Stream"] {
+        for type in ["application/x-ndjson", "text/event-stream; charset=utf-8", "Application/Octet-Stream", "APPLICATION/X-NDJSON", "é/stream"] {
             #expect(RPCProxy.isStreaming(type), "\(type)")
         }
-        for type in ["application/json", "text/plain", "", "strea", nil] {
+        for type in ["application/json", "text/plain", "", "strea", "x-ndjso", "stre am", nil] {
             #expect(!RPCProxy.isStreaming(type), "\(type ?? "nil")")
         }
     }
