@@ -13,6 +13,8 @@ final class SDKPodStandIn: Sendable {
     struct Received: Sendable {
         var envelope: [String: JSONValue]
         var headers: [String: String]
+        /// The body's length as it arrived.
+        var bodySize: Int
         var method: String { envelope["method"]?.stringValue ?? "" }
         var params: [String: JSONValue] { envelope["params"]?.objectValue ?? [:] }
         var taskId: String? { params["task"]?.objectValue?["id"]?.stringValue }
@@ -50,7 +52,7 @@ final class SDKPodStandIn: Sendable {
         let envelope = (try? JSONCodec.parse(bytes.readableBytesView))?.objectValue ?? [:]
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
-        received.withLock { $0.append(Received(envelope: envelope, headers: headers)) }
+        received.withLock { $0.append(Received(envelope: envelope, headers: headers, bodySize: bytes.readableBytes)) }
 
         // Without an id the SDK treats the request as a notification and answers a bare null.
         guard let id = envelope["id"], id != .null else { return json("null") }
