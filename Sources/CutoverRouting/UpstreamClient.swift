@@ -5,10 +5,10 @@ import Synchronization
 
 /// HTTP/1.1 to agents over keep-alive connections of Cutover's own, for the RPC path. What it does
 /// that the general client did not: a request's head and body go out in one write (the agent reads it
-/// whole, once), and an idle connection on the calling event loop is taken first, so that a call and
-/// its answer stay on one thread. A connection is reused only after a complete answer that did not ask
-/// for `Connection: close`; an answer left unfinished closes it; one idle for a minute is closed. The
-/// body is read from the agent only as fast as it is consumed.
+/// whole, once), and a call made on an event loop goes out on a connection of that loop, so that the
+/// call and its answer stay on one thread. A connection is reused only after a complete answer that did
+/// not ask for `Connection: close`; an answer left unfinished closes it; one idle for a minute is closed.
+/// The body is read from the agent only as fast as it is consumed.
 public final class UpstreamClient: Sendable {
     private let idle = Mutex<[String: [Channel]]>([:])
     let group: MultiThreadedEventLoopGroup
@@ -96,13 +96,16 @@ public final class UpstreamClient: Sendable {
         _ target: Target, headers: [(String, String)], body: ByteBuffer, idleRead: TimeAmount, pooled: Bool
     ) async throws -> Response {
         let (host, port, path) = (target.host, target.port, target.path)
-        // An idle connection on the calling event loop first (no hop), else any idle one.
+        // Called on an event loop (as `serve`'s requests are on PostgreSQL), only an idle connection of that
+        // loop, else a new one there: one on another loop costs two thread wake-ups for the call and one
+        // for each chunk of the answer, every time, where a new connection costs one handshake, once.
+        // Called from elsewhere, any idle connection.
         let current = MultiThreadedEventLoopGroup.currentEventLoop
         let key = "\(host):\(port)"
         var channel: Channel? = !pooled ? nil : idle.withLock { pool in
             guard var list = pool[key] else { return nil }
             list.removeAll { !$0.isActive }
-            let index = list.lastIndex { $0.eventLoop === current } ?? list.indices.last
+            let index = if let current { list.lastIndex { $0.eventLoop === current } } else { list.indices.last }
             defer { pool[key] = list }
             return index.map { list.remove(at: $0) }
         }

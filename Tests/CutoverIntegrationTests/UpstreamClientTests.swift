@@ -1,5 +1,7 @@
 @testable import CutoverRouting
+@testable import CutoverStore
 import NIOCore
+import NIOPosix
 import Testing
 
 /// HTTP/1.1 of the client that forwards RPCs to agents, against a server that answers with scripted bytes.
@@ -59,6 +61,33 @@ struct UpstreamClientTests {
         }
         #expect(server.recorded.connections == 1, "one keep-alive connection")
         #expect(server.recorded.wholeInFirstRead == [true, true, true], "head and body in one flush")
+    }
+
+    /// `serve` runs its requests on the event loops (on PostgreSQL). A call made on one goes out on a
+    /// connection of that loop, a new one when none of that loop's is idle, so that the answer resumes the
+    /// call on the thread it runs on; a call from elsewhere takes any idle connection.
+    @Test
+    func aCallOnAnEventLoopGoesOutOnAConnectionOfThatLoop() async throws {
+        let loops = Array(MultiThreadedEventLoopGroup.singleton.makeIterator())
+        try #require(loops.count >= 2, "needs two event loops")
+        let server = try ScriptedServer { _, _ in [.send(Self.ok)] }
+        defer { server.stop() }
+        func call(on loop: (any EventLoop)?) async throws {
+            let response = if let loop {
+                try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) { try await self.call(server) }
+            } else {
+                try await self.call(server)
+            }
+            #expect(try await read(response) == "ok")
+        }
+        try await call(on: loops[0])
+        try await call(on: loops[1])
+        #expect(server.recorded.connections == 2, "the second loop opened its own rather than take the first's")
+        try await call(on: loops[0])
+        try await call(on: loops[1])
+        #expect(server.recorded.connections == 2, "each loop reuses its own")
+        try await call(on: nil)
+        #expect(server.recorded.connections == 2, "off the loops, any idle connection")
     }
 
     @Test

@@ -94,8 +94,9 @@ struct RawHTTP {
         var rest = bytes
         var out: [Answer] = []
         func line() -> ArraySlice<UInt8>? {
-            guard let end = rest.indices.first(where: { rest[$0] == 13 && rest.index(after: $0) < rest.endIndex && rest[$0 + 1] == 10 })
-            else { return nil }
+            guard let end = rest.indices.first(where: { rest[$0] == 13 && $0 + 1 < rest.endIndex && rest[$0 + 1] == 10 }) else {
+                return nil
+            }
             defer { rest = rest[(end + 2)...] }
             return rest[..<end]
         }
@@ -128,7 +129,8 @@ struct RawHTTP {
                 rest = []
             }
             let status = headLines[0].split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-            out.append(Answer(status: status, head: headLines.joined(separator: "\r\n"), body: String(decoding: body, as: UTF8.self), closed: false))
+            out.append(Answer(
+                status: status, head: headLines.joined(separator: "\r\n"), body: String(decoding: body, as: UTF8.self), closed: false))
         }
         if closed, !out.isEmpty { out[out.count - 1].closed = true }
         return out
