@@ -47,15 +47,12 @@ struct RawHTTP {
         }
     }
 
+    /// The first answer, framed as `pipeline` frames each, and whether the server then closed the connection.
     private static func blockingExchange(port: Int, _ bytes: [UInt8], timeout: Duration) throws -> Answer {
         let (received, closed) = try blockingRead(port: port, bytes, timeout: timeout)
-        let text = String(decoding: received, as: UTF8.self)
-        let parts = text.components(separatedBy: "\r\n\r\n")
-        let head = parts.first ?? ""
-        let status = head.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        var body = parts.dropFirst().joined(separator: "\r\n\r\n")
-        if head.lowercased().contains("transfer-encoding: chunked") { body = dechunk(body) }
-        return Answer(status: status, head: head, body: body, closed: closed)
+        var first = answers(in: received[...], closed: false).first ?? Answer(status: 0, head: "", body: "", closed: false)
+        first.closed = closed
+        return first
     }
 
     /// Every byte the server sent until it closed the connection (true) or fell silent for `timeout`.
@@ -133,19 +130,6 @@ struct RawHTTP {
                 status: status, head: headLines.joined(separator: "\r\n"), body: String(decoding: body, as: UTF8.self), closed: false))
         }
         if closed, !out.isEmpty { out[out.count - 1].closed = true }
-        return out
-    }
-
-    /// The payload of a chunked body (enough for the small answers these tests read).
-    static func dechunk(_ text: String) -> String {
-        var out = ""
-        var rest = Substring(text)
-        while let lineEnd = rest.range(of: "\r\n"), let size = Int(rest[..<lineEnd.lowerBound], radix: 16), size > 0 {
-            let start = lineEnd.upperBound
-            let chunk = rest[start...].utf8.prefix(size)
-            out += String(decoding: chunk, as: UTF8.self)
-            rest = rest[rest.utf8.index(start, offsetBy: min(size + 2, rest[start...].utf8.count))...]
-        }
         return out
     }
 }
