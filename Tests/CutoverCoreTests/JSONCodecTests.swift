@@ -46,5 +46,8 @@ struct JSONCodecTests {
     @Test func writesSortedKeysIntegersAndEscapes() {
         #expect(JSONCodec.string(["b": 1, "a": "x\u{1}\"", "c": .number(2.5)]) == #"{"a":"x\u0001\"","b":1,"c":2.5}"#)
         #expect(JSONCodec.string(.number(.infinity)) == "null")
+        // Each object's members by their keys' UTF-8 bytes, at every depth, each with its own value.
+        let nested: JSONValue = ["é": 3, "z": ["y": 1, "x": [["d": true, "c": nil]]], "Z": [], "a": "z"]
+        #expect(JSONCodec.string(nested) == #"{"Z":[],"a":"z","z":{"x":[{"c":null,"d":true}],"y":1},"é":3}"#)
     }
 }
