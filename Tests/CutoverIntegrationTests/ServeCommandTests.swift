@@ -120,18 +120,26 @@ struct ServeCommandTests {
         #expect(both.output.contains("--progress-deadline 'soon' is not a duration"), "\(both.output)")
     }
 
-    @Test(.enabled(if: built))
-    func exitsNonZeroWhenTheAddressIsTaken() async throws {
+    @Test(.enabled(if: built), arguments: ["json", "text"])
+    func exitsNonZeroWhenTheAddressIsTaken(_ format: String) async throws {
         let taken = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: "127.0.0.1", port: 0).get()
         let port = try #require(taken.localAddress?.port)
         let outcome = try await Self.run([
-            "serve", "--listen", "127.0.0.1:\(port)", "--database-url", "sqlite::memory:", "--log-format", "json",
+            "serve", "--listen", "127.0.0.1:\(port)", "--database-url", "sqlite::memory:", "--log-format", format,
         ])
         try await taken.close()
         #expect(outcome.status != 0)
-        #expect(outcome.output.contains("cannot listen on 127.0.0.1:\(port): address already in use"), "\(outcome.output)")
-        #expect(outcome.lines.filter { $0.contains(#""level":"error""#) }.count == 1, "\(outcome.output)")
+        let cause = "cannot listen on 127.0.0.1:\(port): address already in use"
+        #expect(outcome.output.contains(cause), "\(outcome.output)")
+        if format == "json" {
+            #expect(outcome.lines.filter { $0.contains(#""level":"error""#) }.count == 1, "\(outcome.output)")
+        } else {
+            // Time, level, the logger's label, then the message.
+            let errors = outcome.lines.filter { $0.split(separator: " ", maxSplits: 2).dropFirst().first == "error" }
+            #expect(errors.count == 1, "\(outcome.output)")
+            #expect(errors.first.map { $0.split(separator: " ", maxSplits: 2)[2].hasPrefix("cutover: \(cause)") } == true, "\(outcome.output)")
+        }
     }
 
     /// Nothing listens on port 1: the connection is refused at once, and start-up must say so once and stop,
