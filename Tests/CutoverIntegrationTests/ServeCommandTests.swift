@@ -135,10 +135,10 @@ struct ServeCommandTests {
         if format == "json" {
             #expect(outcome.lines.filter { $0.contains(#""level":"error""#) }.count == 1, "\(outcome.output)")
         } else {
-            // Time, level, the logger's label, then the message.
-            let errors = outcome.lines.filter { $0.split(separator: " ", maxSplits: 2).dropFirst().first == "error" }
+            // Time, level, then the logger's label and the message.
+            let errors = outcome.lines.map { $0.split(separator: " ", maxSplits: 2) }.filter { $0.count == 3 && $0[1] == "error" }
             #expect(errors.count == 1, "\(outcome.output)")
-            #expect(errors.first.map { $0.split(separator: " ", maxSplits: 2)[2].hasPrefix("cutover: \(cause)") } == true, "\(outcome.output)")
+            #expect(errors.first?[2].hasPrefix("cutover: \(cause)") == true, "\(outcome.output)")
         }
     }
 
