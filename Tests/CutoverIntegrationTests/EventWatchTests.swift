@@ -157,7 +157,7 @@ final class WatchStream: Sendable {
                 guard let line = try await self.iterator.iterator.next() else {
                     throw TestFailure("the watch ended after \(out.count) of \(count) events")
                 }
-                out.append(try JSONDecoder().decode(JSONValue.self, from: Data(line.utf8)))
+                out.append(try JSONCodec.parse(line))
             }
             return out
         }

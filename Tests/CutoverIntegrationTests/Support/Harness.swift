@@ -196,16 +196,15 @@ final class Harness: Sendable {
             request.headers.add(name: "authorization", value: "Bearer \(adminToken)")
         }
         if let json {
-            let data = try JSONEncoder().encode(json)
             request.headers.add(name: "content-type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: data))
+            request.body = .bytes(ByteBuffer(bytes: JSONCodec.serialize(json)))
         } else if let raw {
             request.body = .bytes(ByteBuffer(string: raw))
         }
         let response = try await Self.http.execute(request, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 16 << 20)
         let text = String(buffer: body)
-        let parsed = (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) ?? .null
+        let parsed = (try? JSONCodec.parse(text)) ?? .null
         return Reply(status: Int(response.status.code), headers: response.headers, json: parsed, text: text)
     }
 
@@ -230,7 +229,7 @@ final class Harness: Sendable {
         var responseHeaders = HTTPHeaders()
         for field in response.headers { responseHeaders.add(name: field.name.canonicalName, value: field.value) }
         let text = String(buffer: response.body)
-        let parsed = (try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))) ?? .null
+        let parsed = (try? JSONCodec.parse(text)) ?? .null
         return Reply(status: Int(response.status.code), headers: responseHeaders, json: parsed, text: text)
     }
 
