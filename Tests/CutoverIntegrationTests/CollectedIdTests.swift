@@ -42,6 +42,7 @@ struct CollectedIdTests {
         #expect(error?.message == "deployment id 'x' belongs to another agent")
         #expect(try await base.read { try await $0.deployment(id: "x") } == nil, "nothing of the refused insert is left")
         try await base.close()
+        await Backend.dropDatabase(of: base)
     }
 }
 

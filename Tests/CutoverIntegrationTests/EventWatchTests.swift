@@ -70,21 +70,22 @@ struct EventWatchTests {
         let blue = try await AgentStandIn.start()
         let green = try await AgentStandIn.start()
         defer { Task { await blue.stop(); await green.stop() } }
-        let database = try await Backend.freshPostgresDatabase()
-        try await Harness.with(backend, .init(store: try await Backend.openPostgres(database))) { a in
-            try await Harness.with(backend, .init(runController: false, store: try await Backend.openPostgres(database))) { b in
-                let (agentId, _) = try await a.readyDeployment("spread", "blue", pod: blue)
-                _ = try await a.readyDeployment("spread", "green", pod: green)
-                _ = try await eventually("blue auto-promoted") { try await a.agent(named: "spread")?.productionDeploymentId }
-                let count = try await a.get("/agents/\(agentId)/events?limit=1000").array.count
-                let watch = try await WatchStream.open(b, "/agents/\(agentId)/events?watch=true")
-                _ = try await watch.next(count)
-                #expect(try await a.post("/agents/\(agentId)/deployments/green/promote").status == 200)
-                let start = ContinuousClock.now
-                let heard = try await watch.next(2)
-                #expect(heard.map { $0["type"]?.stringValue } == ["Promoted", "Demoted"])
-                #expect(ContinuousClock.now - start < .seconds(1), "heard within a second of the commit")
-                watch.close()
+        try await Backend.withFreshPostgresDatabase { database in
+            try await Harness.with(backend, .init(store: try await Backend.openPostgres(database))) { a in
+                try await Harness.with(backend, .init(runController: false, store: try await Backend.openPostgres(database))) { b in
+                    let (agentId, _) = try await a.readyDeployment("spread", "blue", pod: blue)
+                    _ = try await a.readyDeployment("spread", "green", pod: green)
+                    _ = try await eventually("blue auto-promoted") { try await a.agent(named: "spread")?.productionDeploymentId }
+                    let count = try await a.get("/agents/\(agentId)/events?limit=1000").array.count
+                    let watch = try await WatchStream.open(b, "/agents/\(agentId)/events?watch=true")
+                    _ = try await watch.next(count)
+                    #expect(try await a.post("/agents/\(agentId)/deployments/green/promote").status == 200)
+                    let start = ContinuousClock.now
+                    let heard = try await watch.next(2)
+                    #expect(heard.map { $0["type"]?.stringValue } == ["Promoted", "Demoted"])
+                    #expect(ContinuousClock.now - start < .seconds(1), "heard within a second of the commit")
+                    watch.close()
+                }
             }
         }
     }

@@ -32,6 +32,7 @@ struct GenericPlanTests {
                 "'task-0', 'agent-1', 1, 0, 'd2', 1, ARRAY[NULL], ARRAY[NULL], ARRAY['e1'], ARRAY[NULL], NULL, 1, ARRAY[1], ARRAY[1]")
         } catch {
             try await store.close()
+            await Backend.dropDatabase(of: store)
             throw error
         }
         #expect(plan.contains("Index Scan using tasks_id_key on tasks"), "\(plan)")
@@ -39,6 +40,7 @@ struct GenericPlanTests {
         #expect(plan.components(separatedBy: "Index Scan using deployments_id_key").count - 1 == 2, "\(plan)")
         #expect(!plan.contains("tasks_agent") && !plan.contains("Seq Scan on deployments"), "\(plan)")
         try await store.close()
+        await Backend.dropDatabase(of: store)
     }
 
     /// The controller's read of the deployments it reconciles finds each by id even when its generic plan

@@ -33,6 +33,7 @@ struct OpenAPITests {
         }
         try await app.httpClient.shutdown()
         try await store.close()
+        await Backend.dropDatabase(of: store)
         return Set(routes)
     }
 

@@ -47,5 +47,6 @@ import Testing
         let value = try await store.read { tx in try await tx.connection.rows(Statement(probe), [.text("x")]).first?.text() }
         #expect(value?.hasSuffix("x") == true)
         try await store.close()
+        await Backend.dropDatabase(of: store)
     }
 }

@@ -653,9 +653,11 @@ private func withTableStore(_ backend: Backend, _ body: (any Store) async throws
         try await body(store)
     } catch {
         try? await store.close()
+        await Backend.dropDatabase(of: store)
         throw error
     }
     try await store.close()
+    await Backend.dropDatabase(of: store)
 }
 
 /// A readiness prober that gives one fixed answer and records every URL it was asked to probe.

@@ -340,14 +340,19 @@ struct ServeCommandTests {
     /// whose queries run on sqlite-nio's threads, on Swift's own pool.
     @Test(.enabled(if: built), arguments: Backend.all)
     func runsAsyncCodeOnTheEventLoopsOnPostgreSQL(_ backend: Backend) async throws {
-        let url = backend == .postgres ? try Backend.postgresURL(of: try await Backend.freshPostgresDatabase()) : "sqlite::memory:"
-        let (process, base, log) = try await Self.startServer(["--database-url", url, "--probe", "none"])
+        guard backend == .postgres else { return try await Self.expectExecutor("concurrency pool", url: "sqlite::memory:") }
+        try await Backend.withFreshPostgresDatabase { database in
+            try await Self.expectExecutor("event loops", url: try Backend.postgresURL(of: database))
+        }
+    }
+
+    static func expectExecutor(_ executor: String, url: String) async throws {
+        let (process, base, log) = try await startServer(["--database-url", url, "--probe", "none"])
         defer { if process.isRunning { process.terminate() } }
-        let executor = backend == .postgres ? "event loops" : "concurrency pool"
         #expect(await log.wait(for: #""executor":"\#(executor)""#, within: .seconds(20)), "\(log.text)")
-        #expect(await Self.waitUntilReady(base, log: log) != nil)
+        #expect(await waitUntilReady(base, log: log) != nil)
         #expect(!log.text.contains("executor is not installed"), "\(log.text)")
-        #expect(await Self.stop(process) == 0)
+        #expect(await stop(process) == 0)
     }
 
     @Test(.enabled(if: built))

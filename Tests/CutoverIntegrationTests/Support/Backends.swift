@@ -25,23 +25,30 @@ enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
             return store
         case .postgres:
             guard let base = Self.postgresURL else { throw TestFailure("CUTOVER_TEST_POSTGRES_URL is not set") }
-            let name = "cutover_test_\(UUID().uuidString.prefix(8).lowercased())"
+            let name = Self.newDatabaseName()
             try await Self.createDatabase(name, base: base)
-            return try await Self.openPostgres(name)
+            do {
+                return try await Self.openPostgres(name)
+            } catch {
+                await Self.dropDatabase(name)
+                throw error
+            }
         }
     }
 
     /// Runs `body` on a fresh store (`makeStore`), which is closed after it, whether `body` throws or not
-    /// (a store left open when its test throws crashes the test process).
+    /// (a store left open when its test throws crashes the test process), and its database dropped.
     func withStore(_ body: (any Store) async throws -> Void) async throws {
         let store = try await makeStore()
         do {
             try await body(store)
         } catch {
             try await store.close()
+            await Self.dropDatabase(of: store)
             throw error
         }
         try await store.close()
+        await Self.dropDatabase(of: store)
     }
 
     /// Another replica's store on the database of `store` (PostgreSQL only).
@@ -55,12 +62,34 @@ enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
         return store
     }
 
-    /// A fresh PostgreSQL database for several replicas; returns its name.
-    static func freshPostgresDatabase() async throws -> String {
+    /// Runs `body` with the name of a fresh PostgreSQL database for several replicas, and drops the
+    /// database after it (once `body` has stopped everything that uses it).
+    static func withFreshPostgresDatabase(_ body: (String) async throws -> Void) async throws {
         guard let base = postgresURL else { throw TestFailure("CUTOVER_TEST_POSTGRES_URL is not set") }
-        let name = "cutover_test_\(UUID().uuidString.prefix(8).lowercased())"
+        let name = Self.newDatabaseName()
         try await createDatabase(name, base: base)
-        return name
+        do {
+            try await body(name)
+        } catch {
+            await dropDatabase(name)
+            throw error
+        }
+        await dropDatabase(name)
+    }
+
+    /// Drops the database of a store from `makeStore` once its test is done with it (the store closed and
+    /// everything else on it stopped): each is a copy of PostgreSQL's template of about 8 MB, and a run of
+    /// the suite makes some 220, which a long-lived server would otherwise keep. Nothing on SQLite.
+    static func dropDatabase(of store: any Store) async {
+        guard let name = store.postgresConfiguration?.database else { return }
+        await dropDatabase(name)
+    }
+
+    /// Drops `name` if this suite made it (`cutover_test_…`), even if a connection to it is still open.
+    /// A database that cannot be dropped stays; no test depends on it being gone.
+    static func dropDatabase(_ name: String) async {
+        guard name.hasPrefix("cutover_test_"), let base = postgresURL else { return }
+        try? await onServer(base, "DROP DATABASE \(name) WITH (FORCE)")
     }
 
     /// The URL of `database` on the test cluster, for a `cutover serve` process.
@@ -72,14 +101,21 @@ enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
         return base[...slash] + database + query
     }
 
+    private static func newDatabaseName() -> String { "cutover_test_\(UUID().uuidString.prefix(8).lowercased())" }
+
     static func createDatabase(_ name: String, base: String) async throws {
+        try await onServer(base, "CREATE DATABASE \(name)")
+    }
+
+    /// Runs `sql` on the database of `base`, on a connection of its own.
+    private static func onServer(_ base: String, _ sql: String) async throws {
         guard case .postgres(let host, let port, let user, let password, let database, _) = try DatabaseURL(parsing: base)
         else { return }
         let client = PostgresClient(
             configuration: .init(host: host, port: port, username: user, password: password, database: database, tls: .disable))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
-            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+            try await client.query(PostgresQuery(unsafeSQL: sql))
             group.cancelAll()
         }
     }

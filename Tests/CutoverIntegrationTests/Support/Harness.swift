@@ -33,6 +33,9 @@ final class Harness: Sendable {
     /// How requests reach Cutover: a real socket, or Hummingbird's router test client (no socket at all,
     /// for tests of the API alone).
     private let transport: Transport
+    /// Whether the store is the harness's own (a fresh database it drops once stopped), not another
+    /// replica's that the test shares.
+    private let ownsStore: Bool
     static let http = HTTPClient(eventLoopGroupProvider: .singleton)
 
     enum Transport: Sendable {
@@ -55,8 +58,11 @@ final class Harness: Sendable {
         var store: (any Store)?
     }
 
-    private init(backend: Backend, app: CutoverApp, port: Int, adminToken: String?, transport: Transport) {
+    private init(
+        backend: Backend, app: CutoverApp, ownsStore: Bool, port: Int, adminToken: String?, transport: Transport
+    ) {
         self.backend = backend
+        self.ownsStore = ownsStore
         store = app.store
         controlPlane = app.controlPlane
         httpClient = app.httpClient
@@ -87,7 +93,7 @@ final class Harness: Sendable {
             var iterator = clients.makeAsyncIterator()
             guard let client = await iterator.next() else { throw TestFailure("the router test client did not start") }
             return Harness(
-                backend: backend, app: cutover, port: 0, adminToken: options.auth.adminTokens.first,
+                backend: backend, app: cutover, ownsStore: options.store == nil, port: 0, adminToken: options.auth.adminTokens.first,
                 transport: .router(client, done: finish, runner: runner))
         }
         return try await startServer(cutover, backend, options, logger: logger)
@@ -126,7 +132,7 @@ final class Harness: Sendable {
             _ = try await eventually("listening for other replicas' changes") { listener.isListening ? true : nil }
         }
         return Harness(
-            backend: backend, app: cutover, port: port, adminToken: options.auth.adminTokens.first,
+            backend: backend, app: cutover, ownsStore: options.store == nil, port: port, adminToken: options.auth.adminTokens.first,
             transport: .socket(group: group, task: task))
     }
 
@@ -141,6 +147,7 @@ final class Harness: Sendable {
             try? await store.close()
             try? await httpClient.shutdown()
         }
+        if ownsStore { await Backend.dropDatabase(of: store) }
     }
 
     /// Runs `body` against a fresh harness and always tears it down.
