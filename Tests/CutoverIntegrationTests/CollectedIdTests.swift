@@ -41,8 +41,7 @@ struct CollectedIdTests {
         let error = await #expect(throws: CutoverError.self) { try await insert.value }
         #expect(error?.message == "deployment id 'x' belongs to another agent")
         #expect(try await base.read { try await $0.deployment(id: "x") } == nil, "nothing of the refused insert is left")
-        try await base.close()
-        await Backend.dropDatabase(of: base)
+        try await Backend.discard(base)
     }
 }
 

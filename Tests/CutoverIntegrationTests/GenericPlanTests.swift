@@ -31,16 +31,14 @@ struct GenericPlanTests {
                 store, StoreTransaction.continueTask,
                 "'task-0', 'agent-1', 1, 0, 'd2', 1, ARRAY[NULL], ARRAY[NULL], ARRAY['e1'], ARRAY[NULL], NULL, 1, ARRAY[1], ARRAY[1]")
         } catch {
-            try await store.close()
-            await Backend.dropDatabase(of: store)
+            try await Backend.discard(store)
             throw error
         }
         #expect(plan.contains("Index Scan using tasks_id_key on tasks"), "\(plan)")
         // The owner's check and the join that reads the owner's URL.
         #expect(plan.components(separatedBy: "Index Scan using deployments_id_key").count - 1 == 2, "\(plan)")
         #expect(!plan.contains("tasks_agent") && !plan.contains("Seq Scan on deployments"), "\(plan)")
-        try await store.close()
-        await Backend.dropDatabase(of: store)
+        try await Backend.discard(store)
     }
 
     /// The controller's read of the deployments it reconciles finds each by id even when its generic plan

@@ -269,7 +269,6 @@ struct OneStatementTests {
         #expect(trail.count > 1, "the write appended its events")
         #expect(zip(trail, trail.dropFirst()).allSatisfy { $0.createdAt <= $1.createdAt }, "times in commit order: \(trail)")
         try await check(base, t1)
-        try await base.close()
-        await Backend.dropDatabase(of: base)
+        try await Backend.discard(base)
     }
 }

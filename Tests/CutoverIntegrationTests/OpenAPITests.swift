@@ -32,8 +32,7 @@ struct OpenAPITests {
             return "\(route.method.rawValue) \(path)"
         }
         try await app.httpClient.shutdown()
-        try await store.close()
-        await Backend.dropDatabase(of: store)
+        try await Backend.discard(store)
         return Set(routes)
     }
 

@@ -46,7 +46,6 @@ import Testing
         // Units run one after the other here, so this one leases the connection the failure happened on.
         let value = try await store.read { tx in try await tx.connection.rows(Statement(probe), [.text("x")]).first?.text() }
         #expect(value?.hasSuffix("x") == true)
-        try await store.close()
-        await Backend.dropDatabase(of: store)
+        try await Backend.discard(store)
     }
 }

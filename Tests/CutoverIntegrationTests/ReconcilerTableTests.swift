@@ -275,7 +275,7 @@ struct DeploymentReconcilerTableTests {
     private func check(
         _ row: Row, _ backend: Backend, reconcile: (DeploymentReconciler, String) async throws -> Requeue
     ) async throws {
-        try await withTableStore(backend) { base in
+        try await backend.withStore { base in
             try await seed(base, agents: [row.agent], deployments: row.deployments)
             let before = try await TableState.read(base)
             let store = CountingStore(base)
@@ -318,7 +318,7 @@ struct DeploymentReconcilerTableTests {
         let alreadyReady = Deployment(
             id: "d4", agentId: "agent-2", dockerImage: "img:4", status: .ready, acpURL: podURL, createdAt: t0,
             registeredAt: t0, readyAt: t0)
-        try await withTableStore(backend) { base in
+        try await backend.withStore { base in
             try await seed(base, agents: [baseAgent, otherAgent], deployments: [registered, second, waiting, alreadyReady])
             let store = CountingStore(base)
             let prober = FixedProber(.healthy)
@@ -367,7 +367,7 @@ struct DeploymentReconcilerTableTests {
 
     @Test("a pending deployment is waited on, then failed when the clock reaches its deadline", arguments: Backend.all)
     func deadlineOnTheClock(_ backend: Backend) async throws {
-        try await withTableStore(backend) { base in
+        try await backend.withStore { base in
             try await seed(base, agents: [baseAgent], deployments: [registered])
             let clock = ManualClock(t0 + .seconds(10))
             let prober = FixedProber(.unhealthy("connection refused"))
@@ -516,7 +516,7 @@ struct RetentionReconcilerTableTests {
 
     @Test("one pass: rows expired and collected, events, tombstones, requeue", arguments: rows, Backend.all)
     func reconcile(_ row: Row, _ backend: Backend) async throws {
-        try await withTableStore(backend) { base in
+        try await backend.withStore { base in
             try await seed(base, agents: row.agents, deployments: row.deployments)
             let store = CountingStore(base)
             let reconciler = RetentionReconciler(
@@ -569,7 +569,7 @@ struct RetentionReconcilerTableTests {
     @Test("expired at one pass, collected by the pass at the requeued time, not a microsecond before",
           arguments: Backend.all)
     func expiryThenCollectionOnTheClock(_ backend: Backend) async throws {
-        try await withTableStore(backend) { base in
+        try await backend.withStore { base in
             try await seed(base, agents: [retentionOwner], deployments: [
                 retentionProduction, row("i1", created: 10), row("i2", created: 20), row("i3", created: 30),
             ])
@@ -590,7 +590,7 @@ struct RetentionReconcilerTableTests {
 
     @Test("an id collected twice from its agent stays that agent's", arguments: Backend.all)
     func collectedTwice(_ backend: Backend) async throws {
-        try await withTableStore(backend) { base in
+        try await backend.withStore { base in
             try await seed(base, agents: [retentionOwner, otherAgent], deployments: [
                 retentionProduction, row("x", created: 10, expiresAt: t0),
             ])
@@ -644,20 +644,6 @@ private func seed(_ store: any Store, agents: [Agent], deployments: [Deployment]
             }
         }
     }
-}
-
-/// A fresh migrated store (in-memory SQLite, or a new PostgreSQL database), closed afterwards.
-private func withTableStore(_ backend: Backend, _ body: (any Store) async throws -> Void) async throws {
-    let store = try await backend.makeStore()
-    do {
-        try await body(store)
-    } catch {
-        try? await store.close()
-        await Backend.dropDatabase(of: store)
-        throw error
-    }
-    try await store.close()
-    await Backend.dropDatabase(of: store)
 }
 
 /// A readiness prober that gives one fixed answer and records every URL it was asked to probe.

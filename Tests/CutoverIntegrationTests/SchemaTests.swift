@@ -21,8 +21,7 @@ import Testing
                 return try reader.text()
             }
         }
-        try await store.close()
-        await Backend.dropDatabase(of: store)
+        try await Backend.discard(store)
         #expect(definitions.contains { $0.contains("tasks_owner_running") }, "\(definitions)")
         for column in ["updated_at", "event_count"] {
             #expect(!definitions.contains { $0.contains(column) }, "an index of tasks holds \(column): \(definitions)")

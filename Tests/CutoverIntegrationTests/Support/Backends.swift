@@ -43,12 +43,21 @@ enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
         do {
             try await body(store)
         } catch {
-            try await store.close()
-            await Self.dropDatabase(of: store)
+            try? await Self.discard(store)
             throw error
         }
-        try await store.close()
-        await Self.dropDatabase(of: store)
+        try await Self.discard(store)
+    }
+
+    /// Closes a store from `makeStore` and drops its database, even when closing fails.
+    static func discard(_ store: any Store) async throws {
+        do {
+            try await store.close()
+        } catch {
+            await dropDatabase(of: store)
+            throw error
+        }
+        await dropDatabase(of: store)
     }
 
     /// Another replica's store on the database of `store` (PostgreSQL only).
