@@ -326,25 +326,6 @@ struct CutoverErrorTests {
 
 @Suite("JSONValue")
 struct JSONValueTests {
-    @Test("decodes and re-encodes JSON documents",
-          arguments: [
-              (#"{"a":1}"#, JSONValue.object(["a": .number(1)])),
-              (#"[true,null,"x",1.5]"#, .array([.bool(true), .null, .string("x"), .number(1.5)])),
-              ("null", .null), ("false", .bool(false)), (#""s""#, .string("s")), ("-3", .number(-3)),
-          ])
-    func decodes(_ text: String, _ expected: JSONValue) throws {
-        let value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
-        #expect(value == expected)
-        let again = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
-        #expect(again == value)
-    }
-
-    @Test("integral numbers are written without a fraction")
-    func integralNumbers() throws {
-        #expect(String(decoding: try JSONEncoder().encode(JSONValue.number(3)), as: UTF8.self) == "3")
-        #expect(String(decoding: try JSONEncoder().encode(JSONValue.number(1.5)), as: UTF8.self) == "1.5")
-    }
-
     @Test("accessors and type names",
           arguments: [
               (JSONValue.null, "null"), (.bool(true), "boolean"), (.number(1), "number"), (.string("s"), "string"),
